@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/abs-backup/abs/cluster"
+	"github.com/abs-backup/abs/master"
+)
+
+type masterCmd struct {
+	Config   string `required:"" type:"existingfile" placeholder:"FILE" help:"The node's YAML config (cluster and node sections)."`
+	LogLevel string `default:"info" enum:"debug,info,warn,error" help:"Log level (${enum})."`
+}
+
+func (c *masterCmd) Help() string {
+	return `Runs the master: opens (or creates) the journal in node.data, recovers the
+state from the catalog and the journal's tail, and serves the operator API on
+node.listen (mutual TLS with the certificates in node.certs) and /metrics on
+node.metrics.
+
+The master is crash-only: SIGTERM and SIGINT stop it at once, as SIGKILL would,
+and every start recovers from the journal. A damaged journal is refused with
+the file, offset and index (exit 65); a journal held by another process exits
+75; a failed journal write or fsync ends the master (exit 74).
+
+Example config:
+
+  cluster:
+    realm: athena
+    master: 127.0.0.1:7400
+  node:
+    name: green-acres
+    data: /var/lib/abs/master
+    listen: 127.0.0.1:7400
+    metrics: 127.0.0.1:7480
+    certs: /etc/abs/green-acres`
+}
+
+func (c *masterCmd) Run(ctx context.Context) error {
+	cfg, err := cluster.Load(c.Config)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Crash-only: a stop signal ends the process now. Nothing depends on a
+	// clean stop, so there is nothing to wait for.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		log.Info("stopping at once (crash-only)", "signal", s.String())
+		os.Exit(exitOK)
+	}()
+	err = master.Run(ctx, cfg, master.Options{Logger: log, Ready: os.Stdout})
+	if err != nil {
+		return fmt.Errorf("master %s: %w", cfg.Node.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/abs-backup/abs/api"
+	"github.com/abs-backup/abs/cluster"
+	"github.com/abs-backup/abs/statemachine"
+)
+
+// operator serves api.OperatorService. Every handler turns a request into a
+// command or a query through the commit loop (never touching the state
+// itself), or reads the catalog, which holds everything acknowledged.
+type operator struct {
+	api.UnimplementedOperatorServiceServer
+	m *Master
+}
+
+func caller(ctx context.Context) string {
+	id, _ := ctx.Value(identityKey{}).(cluster.Identity)
+	return id.Name
+}
+
+// rpcError maps a refusal to its gRPC status; other errors are internal.
+func rpcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if r, ok := statemachine.AsRefusal(err); ok {
+		code := codes.Internal
+		switch r.Code {
+		case statemachine.InvalidArgument:
+			code = codes.InvalidArgument
+		case statemachine.NotFound:
+			code = codes.NotFound
+		case statemachine.FailedPrecondition:
+			code = codes.FailedPrecondition
+		case statemachine.Unavailable:
+			code = codes.Unavailable
+		}
+		return status.Error(code, r.Msg)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func (o *operator) Dump(ctx context.Context, req *api.DumpRequest) (*api.Job, error) {
+	t := req.GetTarget()
+	if t == nil {
+		return nil, status.Error(codes.InvalidArgument, "no dump target given")
+	}
+	scope, err := statemachine.ParseScope(t.GetScope())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	level, err := statemachine.ParseLevel(req.GetLevel())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	cmd := statemachine.QueueDump{
+		Target: statemachine.Target{Scope: scope, Server: t.GetServer(), Partition: t.GetPartition(), Volume: t.GetVolume()},
+		Level:  level,
+		By:     caller(ctx),
+	}
+	res, err := o.m.loop.propose(ctx, cmd, func(_ *statemachine.State, evs []statemachine.Event) any {
+		return evs[0].(statemachine.JobQueued).Job
+	})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	j := res.val.(statemachine.Job)
+	j.QueuedIndex = res.index
+	return jobProto(j), nil
+}
+
+func (o *operator) Abort(ctx context.Context, req *api.AbortRequest) (*api.Job, error) {
+	id := statemachine.JobID(strings.TrimSpace(req.GetId()))
+	res, err := o.m.loop.propose(ctx, statemachine.AbortJob{ID: id, By: caller(ctx)}, func(s *statemachine.State, _ []statemachine.Event) any {
+		j, _ := s.Job(id)
+		return j
+	})
+	if r, ok := statemachine.AsRefusal(err); ok && r.Code == statemachine.NotFound {
+		// The state remembers only recent jobs; the catalog knows them all.
+		if j, found, cerr := o.m.cat.Job(id); cerr == nil && found {
+			return nil, status.Errorf(codes.FailedPrecondition, "job %s already ended (%s)", id, j.State)
+		}
+	}
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	return jobProto(res.val.(statemachine.Job)), nil
+}
+
+func (o *operator) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.Job, error) {
+	id := statemachine.JobID(strings.TrimSpace(req.GetId()))
+	if id == "" {
+		return nil, status.Error(codes.InvalidArgument, "no job ID given")
+	}
+	res, err := o.m.loop.propose(ctx, nil, func(s *statemachine.State, _ []statemachine.Event) any {
+		j, ok := s.Job(id)
+		if !ok {
+			return nil
+		}
+		j.Why = s.Waiting(j)
+		return j
+	})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	if j, ok := res.val.(statemachine.Job); ok {
+		return jobProto(j), nil
+	}
+	j, found, err := o.m.cat.Job(id)
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	if !found {
+		return nil, status.Errorf(codes.NotFound, "no job %s (`abs jobs --all` lists jobs)", id)
+	}
+	return jobProto(j), nil
+}
+
+func (o *operator) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
+	resp := &api.ListJobsResponse{}
+	if !req.GetAll() {
+		res, err := o.m.loop.propose(ctx, nil, func(s *statemachine.State, _ []statemachine.Event) any {
+			jobs := s.ActiveJobs()
+			for i := range jobs {
+				jobs[i].Why = s.Waiting(jobs[i])
+			}
+			return jobs
+		})
+		if err != nil {
+			return nil, rpcError(err)
+		}
+		for _, j := range res.val.([]statemachine.Job) {
+			resp.Jobs = append(resp.Jobs, jobProto(j))
+		}
+		if n := int(req.GetLimit()); n > 0 && len(resp.Jobs) > n {
+			resp.Jobs = resp.Jobs[len(resp.Jobs)-n:]
+		}
+		return resp, nil
+	}
+	// Every job ever: from the catalog, which holds every acknowledged one
+	// (replies are sent only after the catalog commit). Queued jobs' wait
+	// reasons are refreshed from the state.
+	var jobs []statemachine.Job
+	collect := func(j statemachine.Job) bool {
+		jobs = append(jobs, j)
+		return req.GetLimit() == 0 || len(jobs) < int(req.GetLimit())
+	}
+	var err error
+	if req.GetLimit() > 0 {
+		err = o.m.cat.JobsReverse(collect)
+		for i, k := 0, len(jobs)-1; i < k; i, k = i+1, k-1 {
+			jobs[i], jobs[k] = jobs[k], jobs[i]
+		}
+	} else {
+		err = o.m.cat.Jobs(0, collect)
+	}
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	live, err := o.m.loop.propose(ctx, nil, func(s *statemachine.State, _ []statemachine.Event) any {
+		out := map[statemachine.JobID]statemachine.Job{}
+		for _, j := range s.ActiveJobs() {
+			j.Why = s.Waiting(j)
+			out[j.ID] = j
+		}
+		return out
+	})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	active := live.val.(map[statemachine.JobID]statemachine.Job)
+	for _, j := range jobs {
+		if a, ok := active[j.ID]; ok {
+			j = a
+		}
+		resp.Jobs = append(resp.Jobs, jobProto(j))
+	}
+	return resp, nil
+}
+
+func (o *operator) Status(ctx context.Context, _ *api.StatusRequest) (*api.StatusResponse, error) {
+	m := o.m
+	res, err := m.loop.propose(ctx, nil, func(s *statemachine.State, _ []statemachine.Event) any {
+		r := &api.StatusResponse{
+			Realm: s.Journal.Realm, Mode: s.Journal.Mode, JournalId: s.Journal.ID, JobPrefix: s.Prefix,
+			Epoch: s.Master.Epoch, LastIndex: s.Applied,
+			Slaves: uint32(len(s.Slaves)), Tapes: uint32(len(s.Tapes)), Volumes: uint32(len(s.Volumes)),
+			JobsByState: map[string]uint64{},
+		}
+		for st, n := range s.JobCounts() {
+			r.JobsByState[st.String()] = n
+		}
+		return r
+	})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	r := res.val.(*api.StatusResponse)
+	r.Node, r.Listen, r.Metrics = m.cfg.Node.Name, m.addr, m.metrics
+	r.StartedAtUnixNano = m.started.UnixNano()
+	r.ClusterHash = m.cfg.Cluster.Hash()
+	if meta, err := m.cat.Meta(); err == nil {
+		r.AppliedIndex = meta.Applied
+	}
+	r.JournalBytes = journalBytes(m.j.Dir())
+	return r, nil
+}
+
+func targetProto(t statemachine.Target) *api.Target {
+	return &api.Target{Scope: t.Scope.String(), Server: t.Server, Partition: t.Partition, Volume: t.Volume}
+}
+
+func jobProto(j statemachine.Job) *api.Job {
+	return &api.Job{
+		Id: string(j.ID), Kind: j.Kind.String(), Target: targetProto(j.Target), Level: j.Level.String(),
+		State: j.State.String(), By: j.By, Slave: j.Slave, Why: j.Why, AbortRequested: j.AbortRequested,
+		QueuedAtUnixNano: j.QueuedAt, UpdatedAtUnixNano: j.UpdatedAt, EndedAtUnixNano: j.EndedAt,
+		QueuedIndex: j.QueuedIndex, Volumes: int64(j.Volumes), Bytes: j.Bytes,
+	}
+}

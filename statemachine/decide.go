@@ -1,0 +1,316 @@
+package statemachine
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Command is an input to Decide: an operator call, a slave report or a timer.
+type Command interface {
+	command()
+}
+
+// StartMaster opens a new master incarnation (the first thing a master
+// journals after opening its journal).
+type StartMaster struct {
+	Node string
+	Addr string
+}
+
+// QueueDump queues a dump job.
+type QueueDump struct {
+	Target Target
+	Level  Level
+	By     string
+}
+
+// AbortJob aborts a job: at once if no slave has it yet, else by telling the
+// slave, which reports the end.
+type AbortJob struct {
+	ID JobID
+	By string
+}
+
+// RegisterSlave records a slave's registration.
+type RegisterSlave struct {
+	Slave Slave
+}
+
+// Report is a slave's report on a job: progress, a volume written, or the
+// end. Seq is the slave's report sequence number: a report whose Seq is not
+// above the highest one applied for that slave is a duplicate or arrived out
+// of order, and changes nothing.
+type Report struct {
+	Slave   string
+	Seq     uint64
+	ID      JobID
+	Volumes int      // progress so far
+	Bytes   int64    // progress so far
+	Dump    *Dump    // a volume written (DumpCheckpoint)
+	End     JobState // StateDone, StateFailed or StateAborted to end the job; 0 otherwise
+	Why     string
+}
+
+// Schedule dispatches queued jobs to slaves that can run them. The master
+// decides it after every change that could make a job dispatchable.
+type Schedule struct{}
+
+func (StartMaster) command()   {}
+func (QueueDump) command()     {}
+func (AbortJob) command()      {}
+func (RegisterSlave) command() {}
+func (Schedule) command()      {}
+func (Report) command()        {}
+
+// Decide turns a command into the events that record the decision, or
+// refuses it. It reads s and never changes it; the caller journals the events
+// and then applies them.
+func Decide(s *State, cmd Command, now time.Time) ([]Event, error) {
+	at := now.UnixNano()
+	switch c := cmd.(type) {
+	case StartMaster:
+		if c.Node == "" {
+			return nil, refuse(InvalidArgument, "master node name is empty")
+		}
+		return []Event{MasterStarted{Master: Master{Epoch: s.Master.Epoch + 1, Node: c.Node, Addr: c.Addr, StartedAt: at}}}, nil
+
+	case QueueDump:
+		return decideQueueDump(s, c, at)
+
+	case AbortJob:
+		return decideAbort(s, c, at)
+
+	case RegisterSlave:
+		sl := c.Slave
+		if err := validName("slave", sl.Name); err != nil {
+			return nil, err
+		}
+		if sl.Addr == "" {
+			return nil, refuse(InvalidArgument, "slave %s registered without an address", sl.Name)
+		}
+		for _, t := range sl.Reaches {
+			if err := validTarget(t); err != nil {
+				return nil, refuse(InvalidArgument, "slave %s reaches a bad target: %v", sl.Name, err)
+			}
+		}
+		sl.RegisteredAt = at
+		return []Event{SlaveRegistered{Slave: sl}}, nil
+
+	case Schedule:
+		return decideSchedule(s, at), nil
+
+	case Report:
+		return decideReport(s, c, at)
+	}
+	return nil, refuse(InvalidArgument, "unknown command %T", cmd)
+}
+
+func validTarget(t Target) error {
+	switch t.Scope {
+	case ScopeVolume:
+		if err := validName("volume", t.Volume); err != nil {
+			return err
+		}
+		if t.Server != "" {
+			if err := validName("server", t.Server); err != nil {
+				return err
+			}
+		}
+		if t.Partition != "" {
+			if t.Server == "" {
+				return refuse(InvalidArgument, "partition %s given without its server", t.Partition)
+			}
+			return validName("partition", t.Partition)
+		}
+		return nil
+	case ScopePartition:
+		if t.Volume != "" {
+			return refuse(InvalidArgument, "a partition dump names no volume (got %q)", t.Volume)
+		}
+		if err := validName("server", t.Server); err != nil {
+			return refuse(InvalidArgument, "a partition dump needs its server: %v", err)
+		}
+		return validName("partition", t.Partition)
+	case ScopeServer:
+		if t.Volume != "" || t.Partition != "" {
+			return refuse(InvalidArgument, "a server dump names only the server (got partition %q, volume %q)", t.Partition, t.Volume)
+		}
+		return validName("server", t.Server)
+	}
+	return refuse(InvalidArgument, "unknown dump scope %d (want volume, partition or server)", t.Scope)
+}
+
+func decideQueueDump(s *State, c QueueDump, at int64) ([]Event, error) {
+	if err := validTarget(c.Target); err != nil {
+		return nil, err
+	}
+	switch c.Level {
+	case LevelAuto, LevelFull, LevelIncremental:
+	default:
+		return nil, refuse(InvalidArgument, "unknown dump level %d (want full or incremental)", c.Level)
+	}
+	j := Job{
+		ID:        s.jobID(s.NextJob),
+		Kind:      KindDump,
+		Target:    c.Target,
+		Level:     c.Level,
+		State:     StateQueued,
+		By:        c.By,
+		QueuedAt:  at,
+		UpdatedAt: at,
+		Why:       waitReason(s, c.Target),
+	}
+	return []Event{JobQueued{Job: j}}, nil
+}
+
+// Waiting says why a queued job is not running now, in words an operator
+// can act on (the reason stored in the job is the one at queueing time).
+func (s *State) Waiting(j Job) string {
+	if j.State != StateQueued {
+		return j.Why
+	}
+	return waitReason(s, j.Target)
+}
+
+func waitReason(s *State, t Target) string {
+	if len(s.Slaves) == 0 {
+		return "waiting for a slave: none has registered with this master"
+	}
+	if pickSlave(s, t, nil) == "" {
+		return fmt.Sprintf("waiting for a slave that reaches %s", t)
+	}
+	return "waiting to be dispatched"
+}
+
+func decideAbort(s *State, c AbortJob, at int64) ([]Event, error) {
+	if c.ID == "" {
+		return nil, refuse(InvalidArgument, "no job ID given")
+	}
+	j, ok := s.Jobs[c.ID]
+	if !ok {
+		if old, ok := s.Job(c.ID); ok {
+			return nil, refuse(FailedPrecondition, "job %s already ended (%s)", c.ID, old.State)
+		}
+		return nil, refuse(NotFound, "no job %s (`abs jobs --all` lists jobs)", c.ID)
+	}
+	by := c.By
+	if j.Slave == "" {
+		why := "aborted before it started"
+		if by != "" {
+			why = "aborted by " + by + " before it started"
+		}
+		return []Event{JobEnded{ID: j.ID, State: StateAborted, Why: why, At: at}}, nil
+	}
+	if j.AbortRequested {
+		return nil, nil // already asked; the slave will report the end
+	}
+	return []Event{JobAbortRequested{ID: j.ID, By: by, At: at}}, nil
+}
+
+// reaches reports whether a slave's declared reach covers target t.
+func reaches(sl *Slave, t Target) bool {
+	for _, r := range sl.Reaches {
+		if t.Server != "" && r.Server != t.Server {
+			continue
+		}
+		switch r.Scope {
+		case ScopeServer:
+			if t.Server != "" {
+				return true
+			}
+		case ScopePartition:
+			if t.Scope != ScopeServer && t.Partition == r.Partition && t.Server != "" {
+				return true
+			}
+		case ScopeVolume:
+			if t.Scope == ScopeVolume && r.Volume == t.Volume &&
+				(t.Partition == "" || t.Partition == r.Partition) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pickSlave chooses the slave for a target: among those that reach it, the
+// one with the fewest jobs (counting extra, the jobs being dispatched by the
+// same decision), ties broken by name (deterministic).
+func pickSlave(s *State, t Target, extra map[string]int) string {
+	load := map[string]int{}
+	for name, n := range extra {
+		load[name] += n
+	}
+	for _, j := range s.Jobs {
+		if j.Slave != "" {
+			load[j.Slave]++
+		}
+	}
+	names := make([]string, 0, len(s.Slaves))
+	for name := range s.Slaves {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	best := ""
+	for _, name := range names {
+		if !reaches(s.Slaves[name], t) {
+			continue
+		}
+		if best == "" || load[name] < load[best] {
+			best = name
+		}
+	}
+	return best
+}
+
+func decideSchedule(s *State, at int64) []Event {
+	var evs []Event
+	load := map[string]int{}
+	for _, j := range s.ActiveJobs() {
+		if j.State != StateQueued || j.AbortRequested {
+			continue
+		}
+		name := pickSlave(s, j.Target, load)
+		if name == "" {
+			continue
+		}
+		load[name]++
+		evs = append(evs, JobDispatched{ID: j.ID, Slave: name, At: at})
+	}
+	return evs
+}
+
+func decideReport(s *State, c Report, at int64) ([]Event, error) {
+	sl, ok := s.Slaves[c.Slave]
+	if !ok {
+		return nil, refuse(NotFound, "slave %s has not registered with this master", c.Slave)
+	}
+	if c.Seq != 0 && c.Seq <= sl.LastSeq {
+		return nil, nil // duplicate or reordered: already applied
+	}
+	j, ok := s.Jobs[c.ID]
+	if !ok {
+		if old, ok := s.Job(c.ID); ok && old.State.Ended() {
+			return nil, nil // a late report for a job that has ended
+		}
+		return nil, refuse(NotFound, "no job %s", c.ID)
+	}
+	if j.Slave != c.Slave {
+		return nil, refuse(FailedPrecondition, "job %s belongs to slave %q, not %s", c.ID, j.Slave, c.Slave)
+	}
+	var evs []Event
+	if c.Dump != nil {
+		d := *c.Dump
+		d.Job = c.ID
+		evs = append(evs, DumpRecorded{Dump: d, Slave: c.Slave, Seq: c.Seq, At: at})
+	}
+	switch c.End {
+	case 0:
+		evs = append(evs, JobProgress{ID: c.ID, Slave: c.Slave, Seq: c.Seq, Volumes: c.Volumes, Bytes: c.Bytes, At: at})
+	case StateDone, StateFailed, StateAborted:
+		evs = append(evs, JobEnded{ID: c.ID, State: c.End, Why: c.Why, Slave: c.Slave, Seq: c.Seq, At: at})
+	default:
+		return nil, refuse(InvalidArgument, "a job cannot end in state %s", c.End)
+	}
+	return evs, nil
+}

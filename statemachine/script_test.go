@@ -1,0 +1,277 @@
+package statemachine
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+// TestScripts runs every testdata/script/*.txt: one command a line, fed
+// through Decide, the events encoded, decoded and applied, exactly as the
+// master's commit loop does; the transcript (events, refusals, effects,
+// records, state) must equal the .golden file beside it. `go test -update`
+// rewrites the golden files; review their diff like code.
+func TestScripts(t *testing.T) {
+	files, err := filepath.Glob("testdata/script/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scripts: %v", err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+			got := runScript(t, f)
+			golden := strings.TrimSuffix(f, ".txt") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("transcript differs from %s (run `go test ./statemachine -update` and review the diff)\n--- got:\n%s", golden, got)
+			}
+		})
+	}
+}
+
+// scriptJournal is the journal identity every script runs in.
+var scriptJournal = JournalInfo{ID: "0123456789abcdef0123456789abcdef", Realm: "athena", Mode: "normal"}
+
+func runScript(t *testing.T, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := NewState(scriptJournal)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var out bytes.Buffer
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		fmt.Fprintf(&out, "> %s\n", text)
+		verb, args := parseLine(text)
+		switch verb {
+		case "time":
+			now, err = time.Parse(time.RFC3339, args["_"])
+			if err != nil {
+				t.Fatalf("%s:%d: %v", path, line, err)
+			}
+			continue
+		case "advance":
+			d, err := time.ParseDuration(args["_"])
+			if err != nil {
+				t.Fatalf("%s:%d: %v", path, line, err)
+			}
+			now = now.Add(d)
+			continue
+		case "state":
+			writeState(&out, s)
+			continue
+		case "pending":
+			for _, e := range Pending(s) {
+				fmt.Fprintf(&out, "  pending %s\n", fmtEffect(e))
+			}
+			continue
+		}
+		cmd, err := scriptCommand(verb, args)
+		if err != nil {
+			t.Fatalf("%s:%d: %v", path, line, err)
+		}
+		before, _ := s.Snapshot()
+		evs, err := Decide(s, cmd, now)
+		after, _ := s.Snapshot()
+		if !bytes.Equal(before, after) {
+			t.Fatalf("%s:%d: Decide changed the state", path, line)
+		}
+		if err != nil {
+			r, ok := AsRefusal(err)
+			if !ok {
+				t.Fatalf("%s:%d: Decide returned a non-refusal error: %v", path, line, err)
+			}
+			if len(evs) != 0 {
+				t.Fatalf("%s:%d: refusal with events", path, line)
+			}
+			fmt.Fprintf(&out, "  refused (%s): %s\n", r.Code, r.Msg)
+			continue
+		}
+		if len(evs) == 0 {
+			fmt.Fprintf(&out, "  no events\n")
+			continue
+		}
+		// Round-trip through the codec, as the journal would.
+		payload, err := EncodeEvents(evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		decoded, err := DecodeEvents(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range decoded {
+			fmt.Fprintf(&out, "  event %s\n", fmtValue(e))
+		}
+		res := s.Apply(s.Applied+1, decoded)
+		for _, e := range res.Effects {
+			fmt.Fprintf(&out, "  effect %s\n", fmtEffect(e))
+		}
+		for _, r := range res.Records {
+			fmt.Fprintf(&out, "  record %s\n", fmtValue(r))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// parseLine splits "verb k=v k=v" (a bare word after the verb is "_").
+func parseLine(text string) (string, map[string]string) {
+	fields := strings.Fields(text)
+	args := map[string]string{}
+	for _, f := range fields[1:] {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			args["_"] = f
+			continue
+		}
+		args[k] = v
+	}
+	return fields[0], args
+}
+
+func scriptCommand(verb string, a map[string]string) (Command, error) {
+	num := func(k string) uint64 {
+		n, _ := strconv.ParseUint(a[k], 10, 64)
+		return n
+	}
+	switch verb {
+	case "start":
+		return StartMaster{Node: a["node"], Addr: a["addr"]}, nil
+	case "dump":
+		scope, err := ParseScope(a["scope"])
+		if a["scope"] == "bogus" {
+			scope, err = 9, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		level, err := ParseLevel(a["level"])
+		if a["level"] == "bogus" {
+			level, err = 7, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return QueueDump{Target: Target{Scope: scope, Server: a["server"], Partition: a["partition"], Volume: a["volume"]}, Level: level, By: a["by"]}, nil
+	case "abort":
+		return AbortJob{ID: JobID(a["id"]), By: a["by"]}, nil
+	case "register":
+		sl := Slave{Name: a["name"], Addr: a["addr"], Drives: int(num("drives")), LastSeq: num("seq")}
+		if r := a["reaches"]; r != "" {
+			for _, part := range strings.Split(r, ",") {
+				p := strings.Split(part, "/")
+				t := Target{Scope: Scope(len(p)), Server: p[0]}
+				switch len(p) {
+				case 1:
+					t.Scope = ScopeServer
+				case 2:
+					t.Scope, t.Partition = ScopePartition, p[1]
+				case 3:
+					t.Scope, t.Partition, t.Volume = ScopeVolume, p[1], p[2]
+				}
+				sl.Reaches = append(sl.Reaches, t)
+			}
+		}
+		return RegisterSlave{Slave: sl}, nil
+	case "schedule":
+		return Schedule{}, nil
+	case "report":
+		r := Report{Slave: a["slave"], Seq: num("seq"), ID: JobID(a["id"]), Volumes: int(num("volumes")), Bytes: int64(num("bytes")), Why: a["why"]}
+		switch a["end"] {
+		case "":
+		case "done":
+			r.End = StateDone
+		case "failed":
+			r.End = StateFailed
+		case "aborted":
+			r.End = StateAborted
+		case "queued":
+			r.End = StateQueued
+		default:
+			return nil, fmt.Errorf("bad end %q", a["end"])
+		}
+		if v := a["dump"]; v != "" { // dump=server/partition/volume
+			p := strings.Split(v, "/")
+			if len(p) != 3 {
+				return nil, fmt.Errorf("dump=%s is not server/partition/volume", v)
+			}
+			r.Dump = &Dump{Server: p[0], Partition: p[1], Volume: p[2], DumpDate: int64(num("date")), IncrementDate: int64(num("incr")),
+				Tapes: strings.Split(a["tapes"], ","), File: int(num("file")), Bytes: int64(num("bytes")), SHA256: a["sha256"]}
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf("unknown script verb %q", verb)
+}
+
+func fmtValue(v any) string { return fmt.Sprintf("%T%+v", v, v) }
+
+func fmtEffect(e Effect) string {
+	switch e := e.(type) {
+	case DispatchJob:
+		return fmt.Sprintf("DispatchJob{job:%s slave:%s}", e.Job.ID, e.Slave)
+	case SendAbort:
+		return fmt.Sprintf("SendAbort{job:%s slave:%s}", e.Job, e.Slave)
+	}
+	return fmtValue(e)
+}
+
+func writeState(out *bytes.Buffer, s *State) {
+	fmt.Fprintf(out, "  applied=%d epoch=%d next_job=%d queued=%d\n", s.Applied, s.Master.Epoch, s.NextJob, s.Queued)
+	for _, j := range s.ActiveJobs() {
+		fmt.Fprintf(out, "  job %s %s %s %s slave=%q why=%q abort=%v\n", j.ID, j.Kind, j.Target, j.State, j.Slave, j.Why, j.AbortRequested)
+	}
+	for _, j := range s.Recent {
+		fmt.Fprintf(out, "  ended %s %s why=%q\n", j.ID, j.State, j.Why)
+	}
+	var names []string
+	for n := range s.Slaves {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(out, "  slave %s seq=%d\n", n, s.Slaves[n].LastSeq)
+	}
+	var vols []string
+	for k := range s.Volumes {
+		vols = append(vols, k)
+	}
+	sort.Strings(vols)
+	for _, k := range vols {
+		v := s.Volumes[k]
+		fmt.Fprintf(out, "  volume %s dumps=%d last_full=%d last=%d\n", k, v.Dumps, v.LastFull, v.LastDump)
+	}
+	c := s.JobCounts()
+	fmt.Fprintf(out, "  counts")
+	for _, st := range JobStates {
+		fmt.Fprintf(out, " %s=%d", st, c[st])
+	}
+	fmt.Fprintln(out)
+}

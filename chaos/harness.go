@@ -83,9 +83,9 @@ func Run(t testing.TB, env []string, args ...string) Result {
 
 // Realm is a CA with a master and an operator identity, in a temp dir.
 type Realm struct {
-	Dir      string
-	CA       string
-	OpCerts  string // certs dir of operator "alice"
+	Dir     string
+	CA      string
+	OpCerts string // certs dir of operator "alice"
 }
 
 // NewRealm makes a realm CA and issues certificates with the real binary.

@@ -75,7 +75,13 @@ type loop struct {
 	effects  chan statemachine.Effect
 	lastSnap uint64
 	onFatal  func(error)
+	lastSync time.Time // of the catalog's WAL (completer only)
 }
+
+// catalogSyncEvery bounds how far the catalog can fall behind the journal
+// after a crash (its batches are written without fsync): start-up replays
+// the difference from the journal, so this is about restart time, not safety.
+const catalogSyncEvery = time.Second
 
 func newLoop(log *slog.Logger, j *journal.Journal, cat *catalog.Catalog, met *metrics.Master, clock func() time.Time, st *statemachine.State, onFatal func(error)) *loop {
 	return &loop{
@@ -202,8 +208,12 @@ func (l *loop) exportState() {
 	}
 }
 
-// schedule decides dispatches for queued jobs that a slave can now take.
+// schedule decides dispatches for queued jobs that a slave can now take,
+// when anything happened since the last time that could allow one.
 func (l *loop) schedule() {
+	if !l.state.NeedsSchedule() {
+		return
+	}
 	now := l.clock()
 	evs, err := statemachine.Decide(l.state, statemachine.Schedule{}, now)
 	if err != nil || len(evs) == 0 {
@@ -275,9 +285,15 @@ func (l *loop) completeBatch(batch []pending) {
 		if err := b.Commit(); err != nil {
 			l.fatal(fmt.Errorf("catalog: commit at %d: %w", last, err))
 		}
+		if time.Since(l.lastSync) >= catalogSyncEvery {
+			if err := l.cat.Sync(); err != nil {
+				l.fatal(err)
+			}
+			l.lastSync = time.Now()
+		}
 		l.met.CatalogSeconds.Observe(time.Since(start).Seconds())
 		l.met.CatalogApplied.Set(float64(last))
-		l.met.CatalogLag.Set(0)
+		l.met.CatalogLag.Set(float64(l.j.LastIndex() - last))
 	}
 	for _, pd := range batch {
 		if pd.reply != nil {

@@ -141,6 +141,9 @@ func start(cfg *cluster.Config, opts Options) (*Master, error) {
 		return nil, err
 	}
 	st, err := recoverState(m.reader, m.cat)
+	if err == nil {
+		err = m.cat.Sync() // what recovery wrote need not be replayed again
+	}
 	if err != nil {
 		m.close()
 		return nil, err

@@ -57,54 +57,92 @@ func scanDone(err error) error {
 	return err
 }
 
-// projector writes replayed outputs into a catalog in batches.
+// projector writes replayed outputs into a catalog in batches. Encoding and
+// committing run in a goroutine of their own, so a replay uses two cores:
+// one decodes and applies, the other writes.
 type projector struct {
 	cat       *catalog.Catalog
 	journalID string
-	batch     *catalog.Batch
-	last      uint64
-	snapEvery uint64
 	st        *statemachine.State
+	snapEvery uint64
 	lastSnap  uint64
+	chunk     chunk
+	chunks    chan chunk
+	done      chan error
+}
+
+// chunk is one catalog batch's worth of replayed records.
+type chunk struct {
+	records  []statemachine.Record
+	last     uint64 // applied index after this chunk
+	snapAt   uint64
+	snapshot []byte
 }
 
 func newProjector(cat *catalog.Catalog, st *statemachine.State, snapEvery uint64) *projector {
-	return &projector{cat: cat, journalID: st.Journal.ID, batch: cat.NewBatch(), snapEvery: snapEvery, st: st, lastSnap: st.Applied}
+	p := &projector{cat: cat, journalID: st.Journal.ID, snapEvery: snapEvery, st: st, lastSnap: st.Applied,
+		chunks: make(chan chunk, 4), done: make(chan error, 1)}
+	go p.write()
+	return p
+}
+
+// write commits chunks in order; after an error it drains and reports it.
+func (p *projector) write() {
+	var err error
+	for c := range p.chunks {
+		if err != nil {
+			continue
+		}
+		b := p.cat.NewBatch()
+		for _, r := range c.records {
+			if err = b.Put(r); err != nil {
+				break
+			}
+		}
+		if err != nil {
+			continue
+		}
+		if c.snapshot != nil {
+			b.SetSnapshot(c.snapAt, c.snapshot)
+		}
+		b.SetApplied(p.journalID, c.last)
+		err = b.Commit()
+	}
+	p.done <- err
 }
 
 func (p *projector) sink(index uint64, out statemachine.Output) error {
-	for _, r := range out.Records {
-		if err := p.batch.Put(r); err != nil {
-			return err
-		}
-	}
-	p.last = index
+	p.chunk.records = append(p.chunk.records, out.Records...)
+	p.chunk.last = index
 	if p.snapEvery != 0 && index-p.lastSnap >= p.snapEvery {
 		snap, err := p.st.Snapshot()
 		if err != nil {
 			return err
 		}
-		p.batch.SetSnapshot(index, snap)
+		p.chunk.snapAt, p.chunk.snapshot = index, snap
 		p.lastSnap = index
-		return p.flush()
+		p.send()
+		return nil
 	}
-	if p.batch.Len() >= 2000 {
-		return p.flush()
+	if len(p.chunk.records) >= 2000 {
+		p.send()
 	}
 	return nil
 }
 
+func (p *projector) send() {
+	if p.chunk.last != 0 {
+		p.chunks <- p.chunk
+	}
+	p.chunk = chunk{records: make([]statemachine.Record, 0, 2048)}
+}
+
+// flush writes what is left and waits for the writer; the projector cannot
+// be used after it.
 func (p *projector) flush() error {
-	if p.last == 0 {
-		return nil
-	}
-	p.batch.SetApplied(p.journalID, p.last)
-	if err := p.batch.Commit(); err != nil {
-		return err
-	}
-	p.batch = p.cat.NewBatch()
-	p.last = 0
-	return nil
+	p.send()
+	close(p.chunks)
+	return <-p.done
 }
 
 // recoverState rebuilds the in-memory state from the catalog's latest
@@ -147,6 +185,7 @@ func recoverState(r *journal.Reader, cat *catalog.Catalog) (*statemachine.State,
 		return p.sink(index, out)
 	})
 	if err := scanDone(err); err != nil {
+		p.flush()
 		return nil, err
 	}
 	return st, p.flush()
@@ -190,8 +229,8 @@ func Rebuild(dataDir string) (RebuildReport, error) {
 		rep.Records++
 		return p.sink(index, out)
 	})
-	if err == nil {
-		err = p.flush()
+	if ferr := p.flush(); err == nil {
+		err = ferr
 	}
 	if err == nil {
 		err = cat.Sync()
@@ -232,6 +271,7 @@ type VerifyReport struct {
 	LastIndex   uint64
 	TailDamage  *journal.RepairReport // a torn tail the next open will cut
 	Catalog     bool                  // a catalog exists
+	CatalogBusy bool                  // a running master holds it: only the journal was checked
 	Applied     uint64                // catalog's applied index
 	Differences []string              // catalog vs fresh replay; empty when equal
 	SnapshotAt  uint64
@@ -257,12 +297,16 @@ func Verify(dataDir string) (VerifyReport, error) {
 	if _, err := os.Stat(cdir); errors.Is(err, os.ErrNotExist) {
 		return rep, nil
 	}
+	rep.Catalog = true
 	cat, err := catalog.Open(cdir, catalog.Options{ReadOnly: true})
+	if errors.Is(err, catalog.ErrInUse) {
+		rep.CatalogBusy = true
+		return rep, nil
+	}
 	if err != nil {
 		return rep, err
 	}
 	defer cat.Close()
-	rep.Catalog = true
 	meta, err := cat.Meta()
 	if err != nil {
 		return rep, err
@@ -302,10 +346,10 @@ func Verify(dataDir string) (VerifyReport, error) {
 		}
 		return nil
 	})
-	if err := scanDone(err); err != nil {
-		return rep, err
+	if ferr := p.flush(); err == nil {
+		err = ferr
 	}
-	if err := p.flush(); err != nil {
+	if err := scanDone(err); err != nil {
 		return rep, err
 	}
 	if meta.Applied > 1 {

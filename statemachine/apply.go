@@ -2,7 +2,6 @@ package statemachine
 
 import (
 	"fmt"
-	"slices"
 )
 
 // Effect is something the master must do outside itself once the events that
@@ -82,8 +81,15 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 		if seq := s.jobSeq(j.ID); seq >= s.NextJob {
 			s.NextJob = seq + 1
 		}
+		if old, ok := s.Jobs[j.ID]; ok { // a repeated ID replaces the job
+			s.active[old.State]--
+		}
 		s.Queued++
+		st := j.State
+		j.State = 0
 		s.Jobs[j.ID] = &j
+		s.setState(&j, st)
+		s.schedulable = true
 		out.Records = append(out.Records, j)
 
 	case JobAbortRequested:
@@ -103,7 +109,7 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 		if !ok {
 			return
 		}
-		j.State = StateDispatched
+		s.setState(j, StateDispatched)
 		j.Slave = e.Slave
 		j.Why = ""
 		j.UpdatedAt = e.At
@@ -116,7 +122,7 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 		if !ok {
 			return
 		}
-		j.State = StateRunning
+		s.setState(j, StateRunning)
 		j.Volumes = e.Volumes
 		j.Bytes = e.Bytes
 		j.UpdatedAt = e.At
@@ -128,15 +134,17 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 		if !ok {
 			return
 		}
-		j.State = e.State
+		s.setState(j, e.State)
 		j.Why = e.Why
 		j.UpdatedAt = e.At
 		j.EndedAt = e.At
 		delete(s.Jobs, e.ID)
+		s.schedulable = true
 		s.Ended[e.State]++
 		s.Recent = append(s.Recent, *j)
-		if len(s.Recent) > RecentJobs {
-			s.Recent = slices.Delete(s.Recent, 0, len(s.Recent)-RecentJobs)
+		if len(s.Recent) >= 2*RecentJobs {
+			// Trim in one move per RecentJobs endings, not one per ending.
+			s.Recent = append(s.Recent[:0], s.Recent[len(s.Recent)-RecentJobs:]...)
 		}
 		out.Records = append(out.Records, *j)
 
@@ -146,6 +154,7 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 			sl.LastSeq = old.LastSeq
 		}
 		s.Slaves[sl.Name] = &sl
+		s.schedulable = true
 		out.Records = append(out.Records, sl)
 
 	case TapeLabeled:

@@ -159,7 +159,6 @@ func decideQueueDump(s *State, c QueueDump, at int64) ([]Event, error) {
 		By:        c.By,
 		QueuedAt:  at,
 		UpdatedAt: at,
-		Why:       waitReason(s, c.Target),
 	}
 	return []Event{JobQueued{Job: j}}, nil
 }
@@ -177,7 +176,7 @@ func waitReason(s *State, t Target) string {
 	if len(s.Slaves) == 0 {
 		return "waiting for a slave: none has registered with this master"
 	}
-	if pickSlave(s, t, nil) == "" {
+	if pickSlave(s, t, slaveLoad(s)) == "" {
 		return fmt.Sprintf("waiting for a slave that reaches %s", t)
 	}
 	return "waiting to be dispatched"
@@ -233,19 +232,20 @@ func reaches(sl *Slave, t Target) bool {
 	return false
 }
 
-// pickSlave chooses the slave for a target: among those that reach it, the
-// one with the fewest jobs (counting extra, the jobs being dispatched by the
-// same decision), ties broken by name (deterministic).
-func pickSlave(s *State, t Target, extra map[string]int) string {
+// slaveLoad counts the jobs each slave has.
+func slaveLoad(s *State) map[string]int {
 	load := map[string]int{}
-	for name, n := range extra {
-		load[name] += n
-	}
 	for _, j := range s.Jobs {
 		if j.Slave != "" {
 			load[j.Slave]++
 		}
 	}
+	return load
+}
+
+// pickSlave chooses the slave for a target: among those that reach it, the
+// one with the fewest jobs (load), ties broken by name (deterministic).
+func pickSlave(s *State, t Target, load map[string]int) string {
 	names := make([]string, 0, len(s.Slaves))
 	for name := range s.Slaves {
 		names = append(names, name)
@@ -264,8 +264,11 @@ func pickSlave(s *State, t Target, extra map[string]int) string {
 }
 
 func decideSchedule(s *State, at int64) []Event {
+	if len(s.Slaves) == 0 {
+		return nil
+	}
 	var evs []Event
-	load := map[string]int{}
+	load := slaveLoad(s)
 	for _, j := range s.ActiveJobs() {
 		if j.State != StateQueued || j.AbortRequested {
 			continue

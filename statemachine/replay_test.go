@@ -103,6 +103,19 @@ func FuzzReplay(f *testing.F) {
 		if !bytes.Equal(snap(t, a), snap(t, live)) {
 			t.Fatal("replay differs from the live state")
 		}
+		// The incremental job counts equal a count of the jobs.
+		counted := map[JobState]uint64{}
+		for _, st := range JobStates {
+			counted[st] = live.Ended[st]
+		}
+		for _, j := range live.Jobs {
+			counted[j.State]++
+		}
+		for st, n := range live.JobCounts() {
+			if counted[st] != n {
+				t.Fatalf("JobCounts()[%s] = %d, counted %d", st, n, counted[st])
+			}
+		}
 		half := replay(t, journal[:len(journal)/2])
 		restored, err := RestoreSnapshot(snap(t, half))
 		if err != nil {

@@ -231,7 +231,9 @@ func scriptCommand(verb string, a map[string]string) (Command, error) {
 	return nil, fmt.Errorf("unknown script verb %q", verb)
 }
 
-func fmtValue(v any) string { return fmt.Sprintf("%T%+v", v, v) }
+func fmtValue(v any) string {
+	return strings.ReplaceAll(fmt.Sprintf("%T%+v", v, v), "_msgpack:{} ", "")
+}
 
 func fmtEffect(e Effect) string {
 	switch e := e.(type) {
@@ -246,7 +248,7 @@ func fmtEffect(e Effect) string {
 func writeState(out *bytes.Buffer, s *State) {
 	fmt.Fprintf(out, "  applied=%d epoch=%d next_job=%d queued=%d\n", s.Applied, s.Master.Epoch, s.NextJob, s.Queued)
 	for _, j := range s.ActiveJobs() {
-		fmt.Fprintf(out, "  job %s %s %s %s slave=%q why=%q abort=%v\n", j.ID, j.Kind, j.Target, j.State, j.Slave, j.Why, j.AbortRequested)
+		fmt.Fprintf(out, "  job %s %s %s %s slave=%q why=%q abort=%v\n", j.ID, j.Kind, j.Target, j.State, j.Slave, s.Waiting(j), j.AbortRequested)
 	}
 	for _, j := range s.Recent {
 		fmt.Fprintf(out, "  ended %s %s why=%q\n", j.ID, j.State, j.Why)

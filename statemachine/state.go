@@ -13,9 +13,10 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// RecentJobs is how many ended jobs the state remembers (for `abs jobs --all`
-// when there is no catalog, and for "already ended" messages). The catalog
-// keeps every job.
+// RecentJobs is how many ended jobs the state remembers at least (for `abs
+// jobs --all` when there is no catalog, and for "already ended" messages); it
+// keeps between RecentJobs and 2*RecentJobs of them. The catalog keeps every
+// job.
 const RecentJobs = 256
 
 // State is what decisions need. It is changed only by Apply. Its zero value
@@ -33,6 +34,34 @@ type State struct {
 	Volumes map[string]*Volume  `msgpack:"volumes"` // by VolumeKey
 	Ended   map[JobState]uint64 `msgpack:"ended"`   // count of jobs ended, by final state
 	Queued  uint64              `msgpack:"queued"`  // count of jobs ever queued
+
+	// active counts the jobs in Jobs by state. It is derived (rebuilt by
+	// RestoreSnapshot), kept so that metrics need not walk every job.
+	active [StateAborted + 1]uint64
+	// schedulable is set by Apply when something happened that may let a
+	// queued job be dispatched (a job queued or ended, a slave registered),
+	// and cleared by NeedsSchedule. Derived, not part of a snapshot.
+	schedulable bool
+}
+
+// setState moves a job to state st, keeping the counts.
+func (s *State) setState(j *Job, st JobState) {
+	if _, ok := s.Jobs[j.ID]; ok && j.State != 0 {
+		s.active[j.State]--
+	}
+	j.State = st
+	if !st.Ended() {
+		s.active[st]++
+	}
+}
+
+// NeedsSchedule reports whether a Schedule decision could dispatch something
+// since it was last asked, and resets the flag. The commit loop asks it so
+// that it decides Schedule only when it can matter.
+func (s *State) NeedsSchedule() bool {
+	n := s.schedulable && len(s.Slaves) > 0
+	s.schedulable = false
+	return n
 }
 
 // NewState returns the state of a journal that holds only its identity record.
@@ -113,10 +142,7 @@ func (s *State) ActiveJobs() []Job {
 func (s *State) JobCounts() map[JobState]uint64 {
 	c := map[JobState]uint64{}
 	for _, st := range JobStates {
-		c[st] = s.Ended[st]
-	}
-	for _, j := range s.Jobs {
-		c[j.State]++
+		c[st] = s.Ended[st] + s.active[st]
 	}
 	return c
 }
@@ -197,8 +223,11 @@ func RestoreSnapshot(b []byte) (*State, error) {
 	s := NewState(snap.Journal)
 	s.Applied, s.Master, s.NextJob, s.Recent, s.Queued = snap.Applied, snap.Master, snap.NextJob, snap.Recent, snap.Queued
 	for i := range snap.Jobs {
-		s.Jobs[snap.Jobs[i].ID] = &snap.Jobs[i]
+		j := &snap.Jobs[i]
+		s.Jobs[j.ID] = j
+		s.active[j.State]++
 	}
+	s.schedulable = true
 	for i := range snap.Slaves {
 		s.Slaves[snap.Slaves[i].Name] = &snap.Slaves[i]
 	}

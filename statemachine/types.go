@@ -105,10 +105,11 @@ func ParseScope(s string) (Scope, error) {
 // Target names what a job works on. Server and Partition may be empty for a
 // volume target (any slave that reaches a volume of that name will do).
 type Target struct {
-	Scope     Scope  `msgpack:"s"`
-	Server    string `msgpack:"sv,omitempty"`
-	Partition string `msgpack:"p,omitempty"`
-	Volume    string `msgpack:"v,omitempty"`
+	_msgpack  struct{} `msgpack:",as_array"`
+	Scope     Scope    `msgpack:"s"`
+	Server    string   `msgpack:"sv,omitempty"`
+	Partition string   `msgpack:"p,omitempty"`
+	Volume    string   `msgpack:"v,omitempty"`
 }
 
 // String renders the target as server/partition/volume with the parts the
@@ -165,15 +166,21 @@ func ParseLevel(s string) (Level, error) {
 }
 
 // Job is everything known about one job. The state keeps jobs that have not
-// ended; the catalog keeps them all (as JobRecord).
+// ended; the catalog keeps them all.
+//
+// Job and Target encode as msgpack arrays (fields in declaration order): they
+// are the most frequent values in the journal and the catalog, and arrays
+// skip the field names and the per-field emptiness checks. New fields go at
+// the end, so older records (shorter arrays) still decode.
 type Job struct {
-	ID     JobID    `msgpack:"id"`
-	Kind   JobKind  `msgpack:"k"`
-	Target Target   `msgpack:"t"`
-	Level  Level    `msgpack:"l,omitempty"`
-	State  JobState `msgpack:"st"`
-	By     string   `msgpack:"by,omitempty"` // who asked (operator name), or "adopted from SLAVE"
-	Slave  string   `msgpack:"sl,omitempty"` // the slave it was dispatched to
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       JobID    `msgpack:"id"`
+	Kind     JobKind  `msgpack:"k"`
+	Target   Target   `msgpack:"t"`
+	Level    Level    `msgpack:"l,omitempty"`
+	State    JobState `msgpack:"st"`
+	By       string   `msgpack:"by,omitempty"` // who asked (operator name), or "adopted from SLAVE"
+	Slave    string   `msgpack:"sl,omitempty"` // the slave it was dispatched to
 	// Why is what the job is waiting for while queued ("no slave has
 	// registered", "waiting for a blank tape"), or why it failed or was
 	// aborted once ended.

@@ -68,4 +68,3 @@ func withClient(g *Globals, f func(c *operatorClient) error) error {
 	defer c.Close()
 	return f(c)
 }
-

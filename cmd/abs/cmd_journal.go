@@ -64,7 +64,7 @@ func (c *journalVerifyCmd) Run() error {
 		out := map[string]any{
 			"journal_id": rep.Journal.JournalID, "realm": rep.Journal.Realm, "mode": rep.Journal.Mode,
 			"last_index": rep.LastIndex, "catalog": rep.Catalog, "applied_index": rep.Applied,
-			"snapshot_index": rep.SnapshotAt, "differences": rep.Differences, "ok": len(rep.Differences) == 0,
+			"snapshot_index": rep.SnapshotAt, "catalog_in_use": rep.CatalogBusy, "differences": rep.Differences, "ok": len(rep.Differences) == 0,
 		}
 		if rep.TailDamage != nil {
 			out["tail_damage"] = rep.TailDamage
@@ -80,6 +80,8 @@ func (c *journalVerifyCmd) Run() error {
 		switch {
 		case !rep.Catalog:
 			fmt.Println("no catalog")
+		case rep.CatalogBusy:
+			fmt.Println("catalog in use by a running master: checked the journal only (stop the master to compare the catalog)")
 		case len(rep.Differences) == 0:
 			fmt.Printf("catalog equals a fresh replay up to index %d (%d behind the journal); %s\n",
 				rep.Applied, rep.LastIndex-rep.Applied, snapshotNote(rep.SnapshotAt))

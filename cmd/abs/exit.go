@@ -17,10 +17,10 @@ import (
 // the one place that maps errors to them.
 const (
 	exitOK       = 0
-	exitFailed   = 1  // the work failed: a job failed or was aborted
-	exitUsage    = 2  // bad command line
-	exitRefused  = 3  // the master refused the request
-	exitConnect  = 4  // cannot reach or authenticate with the master
+	exitFailed   = 1                   // the work failed: a job failed or was aborted
+	exitUsage    = 2                   // bad command line
+	exitRefused  = 3                   // the master refused the request
+	exitConnect  = 4                   // cannot reach or authenticate with the master
 	exitCorrupt  = journal.ExitCorrupt // 65: damaged journal or catalog
 	exitSoftware = 70                  // a bug
 	exitIO       = journal.ExitIO      // 74

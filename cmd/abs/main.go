@@ -32,7 +32,7 @@ type CLI struct {
 // Globals are the flags every operator command shares.
 type Globals struct {
 	MasterAddr string `name:"master" env:"ABS_MASTER" placeholder:"HOST:PORT" help:"Address of the master (env ABS_MASTER)."`
-	Certs      string `name:"certs" env:"ABS_CERTS" placeholder:"DIR" type:"path" help:"Directory with this operator's ca.crt, node.crt and node.key (env ABS_CERTS)."`
+	Certs      string `name:"certs" env:"ABS_CERTS" placeholder:"DIR" help:"Directory with this operator's ca.crt, node.crt and node.key (env ABS_CERTS)."`
 	Timeout    string `default:"30s" help:"How long to wait for the master to answer a call."`
 }
 

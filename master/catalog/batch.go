@@ -116,7 +116,8 @@ func (b *Batch) SetApplied(journalID string, index uint64) {
 // the journal after it. Commit keeps the two latest snapshots (the new one
 // and the previous, in case the new one cannot be restored) and deletes
 // older ones. The index must be greater than the latest stored snapshot's
-// and at most the batch's applied index (else Commit returns ErrOutOfOrder).
+// (and than 0) and at most the batch's applied index (else Commit returns
+// ErrOutOfOrder).
 // snap is not copied until Commit: do not modify it before.
 func (b *Batch) SetSnapshot(index uint64, snap []byte) {
 	b.snapIdx, b.snap, b.hasSnap = index, snap, true
@@ -164,8 +165,8 @@ func (b *Batch) Commit() error {
 	}
 	snaps := c.snaps
 	if b.hasSnap {
-		if b.snapIdx > b.applied {
-			return fmt.Errorf("%w: snapshot at index %d is beyond the batch's applied index %d", ErrOutOfOrder, b.snapIdx, b.applied)
+		if b.snapIdx == 0 || b.snapIdx > b.applied {
+			return fmt.Errorf("%w: snapshot at index %d is not within the batch's applied indices 1..%d", ErrOutOfOrder, b.snapIdx, b.applied)
 		}
 		if n := len(c.snaps); n > 0 && b.snapIdx <= c.snaps[n-1] {
 			return fmt.Errorf("%w: snapshot at index %d is not after the latest, %d", ErrOutOfOrder, b.snapIdx, c.snaps[n-1])

@@ -1,9 +1,11 @@
 package catalog
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -248,6 +250,11 @@ func TestCommitRefusals(t *testing.T) {
 	b.SetSnapshot(7, []byte("s"))
 	refused("snapshot after applied", b, func(err error) bool { return errors.Is(err, ErrOutOfOrder) })
 
+	b = c.NewBatch()
+	b.SetApplied(testJournal, 6)
+	b.SetSnapshot(0, []byte("s"))
+	refused("snapshot at 0", b, func(err error) bool { return errors.Is(err, ErrOutOfOrder) })
+
 	if err := c.NewBatch().Put(nil); err == nil {
 		t.Error("Put(nil) succeeded")
 	}
@@ -428,4 +435,112 @@ func TestOpenTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+}
+
+// TestStaleQueueEntry: a job ID stored again with another QueuedIndex
+// (statemachine never does it) is listed once, at its current position.
+func TestStaleQueueEntry(t *testing.T) {
+	c := openMem(t)
+	commit(t, c, 2, job("x-1", 2), job("x-2", 3))
+	commit(t, c, 4, job("x-1", 4))
+	for _, list := range []func(func(statemachine.Job) bool) error{
+		func(fn func(statemachine.Job) bool) error { return c.Jobs(0, fn) },
+		c.JobsReverse,
+	} {
+		js := collect(t, list)
+		if len(js) != 2 {
+			t.Fatalf("listed %v", jobIDs(js))
+		}
+	}
+	if ids := jobIDs(collect(t, func(fn func(statemachine.Job) bool) error { return c.Jobs(0, fn) })); !reflect.DeepEqual(ids, []string{"x-2", "x-1"}) {
+		t.Fatalf("Jobs = %v", ids)
+	}
+}
+
+// TestLogging: pebble's chatter goes to the Logger at debug level only.
+func TestLogging(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		var buf bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level}))
+		c, err := Open(t.TempDir(), Options{Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		commit(t, c, 2, job("x-1", 2))
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case level == slog.LevelInfo && buf.Len() != 0:
+			t.Errorf("pebble logged at info level or above:\n%s", buf.String())
+		case level == slog.LevelDebug && !strings.Contains(buf.String(), "component=pebble"):
+			t.Errorf("pebble's messages did not reach the debug log: %q", buf.String())
+		}
+	}
+}
+
+// TestConcurrentReads: readers run while commits happen (run with -race)
+// and always see whole commits.
+func TestConcurrentReads(t *testing.T) {
+	c := openMem(t)
+	done := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(errs)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			n := 0
+			if err := c.Jobs(0, func(statemachine.Job) bool { n++; return true }); err != nil {
+				errs <- err
+				return
+			}
+			if n%2 != 0 { // every commit adds two jobs
+				errs <- fmt.Errorf("saw %d jobs: half a commit", n)
+				return
+			}
+			c.Meta()
+		}
+	}()
+	for i := uint64(1); i <= 200; i++ {
+		commit(t, c, i+1, job(fmt.Sprint("a-", i), 2*i), job(fmt.Sprint("b-", i), 2*i+1))
+	}
+	close(done)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	c, err := Open("", Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := c.NewBatch()
+	b.Put(job("x-1", 2))
+	b.SetApplied(testJournal, 2)
+	c.Close()
+	for name, err := range map[string]error{
+		"Commit":         b.Commit(),
+		"NewBatch().Put": c.NewBatch().Put(job("x-1", 2)),
+		"Sync":           c.Sync(),
+		"Jobs":           c.Jobs(0, func(statemachine.Job) bool { return true }),
+		"Tapes":          c.Tapes(func(statemachine.Tape) bool { return true }),
+	} {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+	if _, _, err := c.Job("x-1"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Job after Close: %v", err)
+	}
+	if _, err := c.Counts(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Counts after Close: %v", err)
+	}
+	if _, _, err := c.LatestSnapshot(); !errors.Is(err, ErrClosed) {
+		t.Errorf("LatestSnapshot after Close: %v", err)
+	}
 }

@@ -16,8 +16,8 @@ import (
 // blocks and can be torn), and a new version of tape T whose Files is k;
 // every 4th record also stores a snapshot.
 const (
-	crashBatches = 24
-	crashDumps   = 300
+	crashBatches = 16
+	crashDumps   = 150
 )
 
 func crashBatch(k int) (recs []statemachine.Record, snap []byte) {
@@ -50,10 +50,21 @@ func applyCrashBatch(t *testing.T, c *Catalog, k int) {
 	}
 }
 
-// checkPrefix asserts that c holds exactly the records of batches 1..n:
-// never part of a batch, never data without its applied index.
-func checkPrefix(t *testing.T, c *Catalog, n int) {
+// checkPrefix reads which batches c's meta says are applied (1..n, n = 0
+// for none), asserts that c holds exactly their records (never part of a
+// batch, never data without its applied index) and returns n.
+func checkPrefix(t *testing.T, c *Catalog) (n int) {
 	t.Helper()
+	m, err := c.Meta()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Applied != 0 {
+		n = int(m.Applied) - 1
+		if m.JournalID != testJournal {
+			t.Fatalf("journal %q", m.JournalID)
+		}
+	}
 	counts, err := c.Counts()
 	if err != nil {
 		t.Fatal(err)
@@ -63,10 +74,10 @@ func checkPrefix(t *testing.T, c *Catalog, n int) {
 		want.Tapes = 1
 	}
 	if counts != want {
-		t.Fatalf("applied %d (batch %d) but counts %+v, want %+v", n+1, n, counts, want)
+		t.Fatalf("meta says batches 1..%d are applied, but counts are %+v, want %+v", n, counts, want)
 	}
 	if n == 0 {
-		return
+		return 0
 	}
 	var tapes []statemachine.Tape
 	c.Tapes(func(tp statemachine.Tape) bool { tapes = append(tapes, tp); return true })
@@ -90,6 +101,7 @@ func checkPrefix(t *testing.T, c *Catalog, n int) {
 	} else if idx != uint64(wantK+1) || string(snap) != fmt.Sprintf("state after %d", wantK+1) {
 		t.Fatalf("applied batch %d: latest snapshot %d %q", n, idx, snap)
 	}
+	return n
 }
 
 // TestCrashConsistency commits batches without syncing and, after each,
@@ -114,30 +126,23 @@ func TestCrashConsistency(t *testing.T) {
 	}
 
 	seen := map[int]int{} // recovered batch count → images
+	lost := 0             // images that lost some but not all batches
 	for k := 1; k <= crashBatches; k++ {
 		applyCrashBatch(t, c, k)
-		for _, pct := range []int{0, 30, 70, 100} {
+		for _, pct := range []int{0, 50, 100} {
 			img := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: pct, RNG: rng})
 			r, err := Open("cat", Options{fs: img})
 			if err != nil {
 				t.Fatalf("batch %d, image %d%%: %v", k, pct, err)
 			}
-			m, err := r.Meta()
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := 0
-			if m.Applied != 0 {
-				n = int(m.Applied) - 1
-				if m.JournalID != testJournal {
-					t.Fatalf("journal %q", m.JournalID)
-				}
-			}
+			n := checkPrefix(t, r)
 			if n > k {
 				t.Fatalf("image after batch %d claims batch %d", k, n)
 			}
 			seen[n]++
-			checkPrefix(t, r, n)
+			if 0 < n && n < k {
+				lost++
+			}
 
 			// Resume: apply the rest; the result equals the reference.
 			for j := n + 1; j <= crashBatches; j++ {
@@ -152,10 +157,12 @@ func TestCrashConsistency(t *testing.T) {
 			r.Close()
 		}
 	}
-	// The images must have covered torn states, not just "nothing" and
-	// "everything": otherwise this test proves little.
-	if len(seen) < crashBatches/2 {
-		t.Fatalf("crash images recovered only %d distinct prefixes: %v", len(seen), seen)
+	t.Logf("recovered batch count → images: %v", seen)
+	// The images must include crashes that lost the latest batches but not
+	// all of them, not just "nothing" and "everything": otherwise this test
+	// proves little.
+	if lost < 3 {
+		t.Fatalf("only %d crash images lost part of the batches: %v", lost, seen)
 	}
 
 	// After Sync, a crash loses nothing.
@@ -167,7 +174,9 @@ func TestCrashConsistency(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	checkPrefix(t, r, crashBatches)
+	if n := checkPrefix(t, r); n != crashBatches {
+		t.Fatalf("after Sync and a crash: batches 1..%d, want 1..%d", n, crashBatches)
+	}
 	want, _ := c.Meta()
 	if got, _ := r.Meta(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after Sync and a crash: meta %+v, want %+v", got, want)

@@ -139,8 +139,8 @@ func TestPebbleFile(t *testing.T) {
 		"LOCK": true, "CURRENT": true, "MANIFEST-000001": true, "OPTIONS-000003": true,
 		"000002.log": true, "000005.sst": true, "000007.blob": true,
 		"marker.manifest.000001.MANIFEST-000001": true, "marker.format-version.000001.024": true,
-		"CURRENT.000003.dbtmp": true,
-		"notes.txt": false, "MANIFEST-": false, "x.sst": false, ".log": false, "journal": false, "LOCK2": false,
+		"CURRENT.000003.dbtmp": true, "notes.txt": false, "MANIFEST-": false, "x.sst": false,
+		".log": false, "journal": false, "LOCK2": false,
 	} {
 		if got := pebbleFile(name); got != want {
 			t.Errorf("pebbleFile(%q) = %v", name, got)

@@ -34,9 +34,9 @@ func (readOnlyFS) Link(oldname, _ string) error { return refuse("link", oldname)
 func (readOnlyFS) OpenReadWrite(name string, _ vfs.DiskWriteCategory, _ ...vfs.OpenOption) (vfs.File, error) {
 	return nil, refuse("open for writing", name)
 }
-func (readOnlyFS) Remove(name string) error         { return refuse("remove", name) }
-func (readOnlyFS) RemoveAll(name string) error      { return refuse("remove", name) }
-func (readOnlyFS) Rename(oldname, _ string) error   { return refuse("rename", oldname) }
+func (readOnlyFS) Remove(name string) error                 { return refuse("remove", name) }
+func (readOnlyFS) RemoveAll(name string) error              { return refuse("remove", name) }
+func (readOnlyFS) Rename(oldname, _ string) error           { return refuse("rename", oldname) }
 func (readOnlyFS) MkdirAll(dir string, _ os.FileMode) error { return refuse("mkdir", dir) }
 func (readOnlyFS) ReuseForWrite(oldname, _ string, _ vfs.DiskWriteCategory) (vfs.File, error) {
 	return nil, refuse("reuse", oldname)

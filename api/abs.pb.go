@@ -301,9 +301,13 @@ func (x *Job) GetBytes() int64 {
 }
 
 type ListJobsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	All           bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
-	Limit         uint32                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"` // 0: no limit
+	state protoimpl.MessageState `protogen:"open.v1"`
+	All   bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
+	// With all: at most this many, the newest (0: every job, in pages).
+	Limit uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// With all and no limit: continue after this queued_index (the previous
+	// page's next_after_index). A page holds at most 2000 jobs.
+	AfterIndex    uint64 `protobuf:"varint,3,opt,name=after_index,json=afterIndex,proto3" json:"after_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -352,11 +356,20 @@ func (x *ListJobsRequest) GetLimit() uint32 {
 	return 0
 }
 
+func (x *ListJobsRequest) GetAfterIndex() uint64 {
+	if x != nil {
+		return x.AfterIndex
+	}
+	return 0
+}
+
 type ListJobsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Jobs          []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Jobs  []*Job                 `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// Non-zero when more jobs follow: pass it as after_index.
+	NextAfterIndex uint64 `protobuf:"varint,2,opt,name=next_after_index,json=nextAfterIndex,proto3" json:"next_after_index,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListJobsResponse) Reset() {
@@ -394,6 +407,13 @@ func (x *ListJobsResponse) GetJobs() []*Job {
 		return x.Jobs
 	}
 	return nil
+}
+
+func (x *ListJobsResponse) GetNextAfterIndex() uint64 {
+	if x != nil {
+		return x.NextAfterIndex
+	}
+	return 0
 }
 
 type GetJobRequest struct {
@@ -721,12 +741,15 @@ const file_api_abs_proto_rawDesc = "" +
 	"\x12ended_at_unix_nano\x18\f \x01(\x03R\x0fendedAtUnixNano\x12!\n" +
 	"\fqueued_index\x18\r \x01(\x04R\vqueuedIndex\x12\x18\n" +
 	"\avolumes\x18\x0e \x01(\x03R\avolumes\x12\x14\n" +
-	"\x05bytes\x18\x0f \x01(\x03R\x05bytes\"9\n" +
+	"\x05bytes\x18\x0f \x01(\x03R\x05bytes\"Z\n" +
 	"\x0fListJobsRequest\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\rR\x05limit\"3\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x1f\n" +
+	"\vafter_index\x18\x03 \x01(\x04R\n" +
+	"afterIndex\"]\n" +
 	"\x10ListJobsResponse\x12\x1f\n" +
-	"\x04jobs\x18\x01 \x03(\v2\v.abs.v1.JobR\x04jobs\"\x1f\n" +
+	"\x04jobs\x18\x01 \x03(\v2\v.abs.v1.JobR\x04jobs\x12(\n" +
+	"\x10next_after_index\x18\x02 \x01(\x04R\x0enextAfterIndex\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1e\n" +
 	"\fAbortRequest\x12\x0e\n" +

@@ -43,7 +43,12 @@ func TestMasterCrash(t *testing.T) {
 		stop  = make(chan struct{})
 		wg    sync.WaitGroup
 		errs  atomic.Int64
+		// The clients queue only while the master is up between a restart
+		// and the next kill; they pause while the test restarts and checks,
+		// so each check's work is bounded by one kill interval.
+		running atomic.Bool
 	)
+	running.Store(true)
 	const clients = 32
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
@@ -54,6 +59,10 @@ func TestMasterCrash(t *testing.T) {
 				case <-stop:
 					return
 				default:
+				}
+				if !running.Load() {
+					time.Sleep(5 * time.Millisecond)
+					continue
 				}
 				vol := fmt.Sprintf("v%d.%d", c, seq.Add(1))
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -83,7 +92,8 @@ func TestMasterCrash(t *testing.T) {
 	repairs := 0
 	for i := 1; i <= kills; i++ {
 		time.Sleep(time.Duration(20+rng.IntN(250)) * time.Millisecond)
-		m.Kill(t)
+		m.Kill(t) // while the clients are queueing
+		running.Store(false)
 		mu.Lock()
 		want := make(map[string]string, len(acked))
 		for id, v := range acked {
@@ -130,6 +140,7 @@ func TestMasterCrash(t *testing.T) {
 			}
 		}
 		t.Logf("kill %d (%s tail): %d acknowledged jobs present, %d listed", i, orNone(tail), len(want), len(got))
+		running.Store(true)
 	}
 	stopClients()
 

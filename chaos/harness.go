@@ -47,7 +47,11 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "abs")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/abs-backup/abs/cmd/abs").CombinedOutput()
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, "github.com/abs-backup/abs/cmd/abs")...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -243,6 +247,9 @@ func (m *Master) Kill(t testing.TB) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	m.cmd = nil
+	if strings.Contains(m.Stderr(), "WARNING: DATA RACE") {
+		t.Errorf("master %s had a data race:\n%s", m.Name, m.Stderr())
+	}
 }
 
 // Operator is a gRPC client with the realm's operator identity.
@@ -275,15 +282,21 @@ func (r *Realm) OperatorEnv(m *Master) []string {
 
 // AllJobs lists every job the master knows (from its catalog).
 func AllJobs(ctx context.Context, c api.OperatorServiceClient) (map[string]*api.Job, error) {
-	resp, err := c.ListJobs(ctx, &api.ListJobsRequest{All: true}, grpc.WaitForReady(true))
-	if err != nil {
-		return nil, err
+	out := map[string]*api.Job{}
+	req := &api.ListJobsRequest{All: true}
+	for {
+		resp, err := c.ListJobs(ctx, req, grpc.WaitForReady(true))
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range resp.Jobs {
+			out[j.Id] = j
+		}
+		if resp.NextAfterIndex == 0 {
+			return out, nil
+		}
+		req.AfterIndex = resp.NextAfterIndex
 	}
-	out := make(map[string]*api.Job, len(resp.Jobs))
-	for _, j := range resp.Jobs {
-		out[j.Id] = j
-	}
-	return out, nil
 }
 
 // LastSegment returns the path of the journal's last segment file.

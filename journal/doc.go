@@ -114,14 +114,20 @@
 //
 // # Writing
 //
-// One goroutine writes. Submit queues an entry and assigns it the next index;
-// the writer takes everything queued (up to 8192 entries or 8 MiB), encodes
-// it with consecutive indices and chained crcs, and commits it in this order:
-// one wal.WriteBatch (wal is opened with NoSync), one fsync of the current
-// segment, an fsync of the directory if a segment file was created, and only
-// then resolves the futures. Any error in these steps is passed to
-// Options.Fatal, which by default exits the process with ExitIO: fsyncs are
-// never retried, and a restarted process recovers by Open.
+// One committer at a time writes. Submit queues an entry and assigns it the
+// next index; the committer takes everything queued (up to 8192 entries or
+// 8 MiB), encodes it with consecutive indices and chained crcs, and commits it
+// in this order: one wal.WriteBatch (wal is opened with NoSync), one fsync of
+// the current segment, an fsync of the directory if a segment file was
+// created, and only then resolves the futures. The committer is a writer
+// goroutine, except that an Append finding nobody committing commits its
+// group itself, which saves two goroutine hand-offs per commit when appends
+// are sparse. Any error in these steps is passed to Options.Fatal, which by
+// default exits the process with ExitIO: fsyncs are never retried, and a
+// restarted process recovers by Open.
+//
+// testdata/golden holds a small journal written from fixed values (three
+// segments, the last one empty): a worked example of this format.
 //
 // # Locking
 //

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -27,7 +26,8 @@ const (
 
 // Observer receives the journal's figures, so that metrics can live in
 // another package (this one must not import prometheus). Its methods are
-// called from the writer goroutine and must not block.
+// called by the committer (the writer goroutine, or an Append committing its
+// own group; never two at once) and must not block.
 type Observer interface {
 	// Appended is called after each group commit with the number of records
 	// and WAL bytes it wrote, the time the write took and the time the
@@ -39,8 +39,9 @@ type Observer interface {
 }
 
 // Hooks are named durability points for tests (etcd failpoint style): a test
-// can block or crash exactly there. Leave nil in production. They are called
-// from the writer goroutine, around each group commit:
+// can block or crash exactly there. Leave nil in production (each is then a
+// nil check). They are called by the committer (as for Observer), around
+// each group commit:
 //
 //	BeforeWrite   records encoded, nothing written
 //	AfterWrite    the batch is in the page cache, not yet fsynced
@@ -57,17 +58,20 @@ type Hooks struct {
 // Options configure Create and Open. The zero value is valid.
 type Options struct {
 	// SegmentSize is the size at which wal starts a new segment file.
-	// Default DefaultSegmentSize (32 MiB). A segment may exceed it by the
-	// last batch written to it.
+	// Default DefaultSegmentSize (32 MiB). A segment exceeds it by at most
+	// its last entry (more if it was written with a larger SegmentSize).
+	// wal holds the segment being written in memory, so this is also the
+	// writer's main memory cost.
 	SegmentSize int
 	// Observer, if not nil, receives figures for metrics.
 	Observer Observer
 	// Fatal is called once, with the cause, on any write, fsync or directory
-	// fsync error: in the writer, in Create, and in Open's repair. The
-	// default prints "abs: journal: FATAL: <err>" to stderr and exits with
-	// ExitIO: an fsync is never retried, because after a failed fsync the
-	// kernel may have dropped the dirty pages and a retry would lie. If Fatal
-	// returns (tests), the journal refuses everything with ErrFailed.
+	// fsync error: in a group commit, in Create, in Open's repair, and in
+	// Close (wal fsyncs again when closing). The default prints
+	// "abs: journal: FATAL: <err>" to stderr and exits with ExitIO: an fsync
+	// is never retried, because after a failed fsync the kernel may have
+	// dropped the dirty pages and a retry would lie. If Fatal returns
+	// (tests), the journal refuses everything with ErrFailed.
 	Fatal func(error)
 	// Hooks are test durability points; nil in production.
 	Hooks *Hooks
@@ -108,24 +112,27 @@ type Journal struct {
 	last      atomic.Uint64 // last durable index
 	fatalOnce sync.Once
 
-	mu      sync.Mutex
-	wake    *sync.Cond
-	queue   []*Future // submitted, not yet taken by the writer; indices next-len+1..next
-	next    uint64    // last index assigned by Submit
-	closing bool
-	closed  bool
-	failed  error // the write/fsync error, once Fatal was called
+	mu    sync.Mutex
+	wake  *sync.Cond
+	queue []*Future // submitted, not yet taken by a committer; indices next-len+1..next
+	next  uint64    // last index assigned by Submit
+	// committing is the commit token: set while the writer goroutine or a
+	// leading Append commits. Whoever sets it owns the fields below
+	// "Owned by the committer" until it clears it (j.mu orders the hand-off).
+	committing bool
+	closing    bool
+	closed     bool
+	failed     error // the write/fsync error, once Fatal was called
 
 	writerDone chan struct{}
 
-	// Owned by the writer goroutine.
+	// Owned by the committer (see committing).
 	prevCRC  uint32    // CRC of the last record written
 	segBytes int       // bytes in wal's current segment, to predict its cycles
 	size     int64     // total bytes of all segments
 	batch    wal.Batch // reused
 	scratch  []byte    // reused record encoding buffer
 	newSegs  []uint64  // reused: segments the current batch creates
-	spare    []*Future // reused queue slice
 }
 
 // Create makes a new journal in dir named by id: it creates dir (and fsyncs
@@ -262,8 +269,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		if err := repairTail(dir, st, time.Now()); err != nil {
 			return nil, fatalOpen(opts, fmt.Errorf("journal: open %s: repair: %w", dir, err))
 		}
-		slog.Warn("journal: repaired torn tail", "file", report.File, "offset", report.Offset,
-			"cut_bytes", report.CutBytes, "broken", report.Broken, "reason", report.Reason)
+		// The caller reports it (Repaired), with its own logger.
 	}
 	j, err := start(dir, opts, lock, st.id, st.last, st.lastCRC, int(st.lastSegSize), st.size, report)
 	if err != nil {
@@ -400,7 +406,7 @@ func repairTail(dir string, st *journalState, now time.Time) error {
 func start(dir string, opts Options, lock *dirLock, id Identity, last uint64, lastCRC uint32, segBytes int, size int64, report *RepairReport) (*Journal, error) {
 	// NoSync: we fsync once per group commit ourselves (wal would fsync
 	// inside WriteBatch, before we could time it or fsync the directory).
-	log, err := wal.Open(dir, &wal.Options{NoSync: true, SegmentSize: opts.SegmentSize, DirPerms: 0o750, FilePerms: 0o640})
+	log, err := wal.Open(dir, &wal.Options{NoSync: true, SegmentSize: opts.SegmentSize, SegmentCacheSize: 1, DirPerms: 0o750, FilePerms: 0o640})
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: wal: %w", dir, err)
 	}

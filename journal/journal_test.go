@@ -50,6 +50,13 @@ func TestCreateAppendReopen(t *testing.T) {
 	}
 	j.Close()
 	checkRecords(t, dir, 11)
+	// A journal copied without its LOCK file opens (and gets one).
+	os.Remove(filepath.Join(dir, "LOCK"))
+	j, err = Open(dir, testOptions(t, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
 	lock := mustRead(t, filepath.Join(dir, "LOCK"))
 	if string(lock) != fmt.Sprintf("%d\n", os.Getpid()) {
 		t.Fatalf("LOCK holds %q", lock)
@@ -280,6 +287,7 @@ func TestFuturesResolvedOnlyAfterSync(t *testing.T) {
 	var (
 		batch       atomic.Int32
 		firstGate   = make(chan struct{})
+		atFirst     = make(chan struct{})
 		atWrite     = make(chan struct{})
 		writeGate   = make(chan struct{})
 		futures     []*Future
@@ -289,6 +297,7 @@ func TestFuturesResolvedOnlyAfterSync(t *testing.T) {
 	hooks := &Hooks{
 		BeforeWrite: func() {
 			if batch.Add(1) == 1 {
+				close(atFirst)
 				<-firstGate // hold the first batch so the others queue up
 			}
 		},
@@ -318,7 +327,11 @@ func TestFuturesResolvedOnlyAfterSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
+	var once sync.Once
+	release := func() { once.Do(func() { close(writeGate) }) }
+	defer release() // before Close, if the test fails early
 	first := j.Submit(eventsEntry(2))
+	<-atFirst
 	for i := uint64(3); i < 103; i++ {
 		futures = append(futures, j.Submit(eventsEntry(i)))
 	}
@@ -335,7 +348,7 @@ func TestFuturesResolvedOnlyAfterSync(t *testing.T) {
 		default:
 		}
 	}
-	close(writeGate)
+	release()
 	for i, f := range futures {
 		idx, err := f.Wait()
 		if err != nil || idx != uint64(i+3) {
@@ -599,4 +612,82 @@ func TestCloseFlushesQueued(t *testing.T) {
 		}
 	}
 	checkRecords(t, dir, 499)
+}
+
+// TestMixedSubmitAppendClose mixes leading Appends, Submits handled by the
+// writer goroutine, and a Close racing with both: every entry either got
+// its index durably or ErrClosed, and the indices that succeeded are exactly
+// 2..LastIndex.
+func TestMixedSubmitAppendClose(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Create(dir, testIdentity, testOptions(t, 4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		ok   = map[uint64]bool{}
+		stop atomic.Bool
+	)
+	record := func(idx uint64, err error) bool {
+		if err != nil {
+			if !errors.Is(err, ErrClosed) {
+				t.Error(err)
+			}
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if ok[idx] {
+			t.Errorf("index %d returned twice", idx)
+		}
+		ok[idx] = true
+		return true
+	}
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				if g%2 == 0 {
+					if !record(j.Append(Entry{Type: TypeEvents, Payload: []byte("a")})) {
+						return
+					}
+				} else {
+					var fs []*Future
+					for range 5 {
+						fs = append(fs, j.Submit(Entry{Type: TypeEvents, Payload: []byte("s")}))
+					}
+					for _, f := range fs {
+						if !record(f.Wait()) {
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(150 * time.Millisecond)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stop.Store(true)
+	wg.Wait()
+	last := j.LastIndex()
+	if uint64(len(ok)) != last-1 {
+		t.Fatalf("%d successful appends, LastIndex %d", len(ok), last)
+	}
+	for i := uint64(2); i <= last; i++ {
+		if !ok[i] {
+			t.Fatalf("index %d missing", i)
+		}
+	}
+	r, err := OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := r.Verify(); err != nil || rep.LastIndex != last {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
 }

@@ -76,7 +76,7 @@ func OpenReader(dir string) (*Reader, error) {
 }
 
 // Refresh takes a new snapshot, to see records appended since OpenReader or
-// the previous Refresh.
+// the previous Refresh. The snapshot never moves backwards.
 func (r *Reader) Refresh() error {
 	segs, err := listSegments(r.dir)
 	if err != nil {
@@ -86,8 +86,15 @@ func (r *Reader) Refresh() error {
 	if err != nil {
 		return err
 	}
-	r.snap.Store(snap)
-	return nil
+	// Concurrent Refreshes may finish out of order: never go backwards.
+	// (A repair never shrinks the valid prefix: it only cuts bytes that no
+	// snapshot counted.)
+	for {
+		cur := r.snap.Load()
+		if snap.last < cur.last || r.snap.CompareAndSwap(cur, snap) {
+			return nil
+		}
+	}
 }
 
 func (r *Reader) snapshot(segs []segment) (*snapshot, error) {

@@ -72,20 +72,20 @@ func TestDecodeRecordRejects(t *testing.T) {
 		return b
 	}
 	cases := map[string][]byte{
-		"empty":          nil,
-		"short":          good[:Overhead-1],
-		"magic":          mod(func(b []byte) []byte { b[0] = 'X'; return resum(b) }),
-		"version":        mod(func(b []byte) []byte { b[offVersion] = 2; return resum(b) }),
-		"type 0":         mod(func(b []byte) []byte { b[offType] = 0; return resum(b) }),
-		"type 3":         mod(func(b []byte) []byte { b[offType] = 3; return resum(b) }),
-		"length long":    mod(func(b []byte) []byte { b[offLength+3]++; return resum(b) }),
-		"length short":   mod(func(b []byte) []byte { b[offLength+3]--; return resum(b) }),
-		"trailing byte":  append(append([]byte(nil), good...), 0),
-		"truncated":      good[:len(good)-1],
-		"crc":            mod(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }),
-		"payload flip":   mod(func(b []byte) []byte { b[HeaderSize] ^= 0x10; return b }),
-		"prev flip":      mod(func(b []byte) []byte { b[offPrev] ^= 0x80; return b }),
-		"huge length":    mod(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offLength:], MaxPayload+1); return resum(b) }),
+		"empty":         nil,
+		"short":         good[:Overhead-1],
+		"magic":         mod(func(b []byte) []byte { b[0] = 'X'; return resum(b) }),
+		"version":       mod(func(b []byte) []byte { b[offVersion] = 2; return resum(b) }),
+		"type 0":        mod(func(b []byte) []byte { b[offType] = 0; return resum(b) }),
+		"type 3":        mod(func(b []byte) []byte { b[offType] = 3; return resum(b) }),
+		"length long":   mod(func(b []byte) []byte { b[offLength+3]++; return resum(b) }),
+		"length short":  mod(func(b []byte) []byte { b[offLength+3]--; return resum(b) }),
+		"trailing byte": append(append([]byte(nil), good...), 0),
+		"truncated":     good[:len(good)-1],
+		"crc":           mod(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }),
+		"payload flip":  mod(func(b []byte) []byte { b[HeaderSize] ^= 0x10; return b }),
+		"prev flip":     mod(func(b []byte) []byte { b[offPrev] ^= 0x80; return b }),
+		"huge length":   mod(func(b []byte) []byte { binary.BigEndian.PutUint32(b[offLength:], MaxPayload+1); return resum(b) }),
 	}
 	for name, b := range cases {
 		if _, err := DecodeRecord(b); !errors.Is(err, ErrBadRecord) {

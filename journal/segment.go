@@ -213,13 +213,14 @@ func laterRecord(data []byte, off int64, next uint64) (int64, uint64, bool) {
 		if len(data)-m < Overhead {
 			break
 		}
+		// Cheap checks first, so that only plausible candidates pay for a CRC.
+		idx := binary.BigEndian.Uint64(data[m+offIndex:])
 		l := binary.BigEndian.Uint32(data[m+offLength:])
-		if l > MaxPayload || uint64(l) > uint64(len(data)-m-Overhead) {
+		if idx < next || idx > maxIndex || l > MaxPayload || uint64(l) > uint64(len(data)-m-Overhead) {
 			continue
 		}
-		r, why := decodeRecord(data[m : m+Overhead+int(l)])
-		if why == badNone && r.Index >= next && r.Index <= maxIndex {
-			return int64(m), r.Index, true
+		if _, why := decodeRecord(data[m : m+Overhead+int(l)]); why == badNone {
+			return int64(m), idx, true
 		}
 	}
 	return 0, 0, false

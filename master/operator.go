@@ -1,8 +1,10 @@
 package master
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -127,52 +129,54 @@ func (o *operator) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.Job
 	return jobProto(j), nil
 }
 
+// Listing bounds: a page of every job, and the most a "newest N" may ask
+// for; both keep an answer far below gRPC's 4 MiB message limit.
+const (
+	jobsPage  = 2000
+	maxNewest = 10000
+)
+
 func (o *operator) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
-	resp := &api.ListJobsResponse{}
 	if !req.GetAll() {
-		res, err := o.m.loop.propose(ctx, nil, func(s *statemachine.State, _ []statemachine.Event) any {
-			jobs := s.ActiveJobs()
-			for i := range jobs {
-				jobs[i].Why = s.Waiting(jobs[i])
-			}
-			return jobs
-		})
-		if err != nil {
-			return nil, rpcError(err)
-		}
-		for _, j := range res.val.([]statemachine.Job) {
-			resp.Jobs = append(resp.Jobs, jobProto(j))
-		}
-		if n := int(req.GetLimit()); n > 0 && len(resp.Jobs) > n {
-			resp.Jobs = resp.Jobs[len(resp.Jobs)-n:]
-		}
-		return resp, nil
+		return o.activeJobs(ctx, req)
 	}
 	// Every job ever: from the catalog, which holds every acknowledged one
-	// (replies are sent only after the catalog commit). Queued jobs' wait
-	// reasons are refreshed from the state.
+	// (replies are sent only after the catalog commit), in pages so that no
+	// answer outgrows a gRPC message.
+	resp := &api.ListJobsResponse{}
 	var jobs []statemachine.Job
-	collect := func(j statemachine.Job) bool {
-		jobs = append(jobs, j)
-		return req.GetLimit() == 0 || len(jobs) < int(req.GetLimit())
-	}
 	var err error
-	if req.GetLimit() > 0 {
-		err = o.m.cat.JobsReverse(collect)
-		for i, k := 0, len(jobs)-1; i < k; i, k = i+1, k-1 {
-			jobs[i], jobs[k] = jobs[k], jobs[i]
-		}
+	if limit := min(int(req.GetLimit()), maxNewest); limit > 0 {
+		err = o.m.cat.JobsReverse(func(j statemachine.Job) bool {
+			jobs = append(jobs, j)
+			return len(jobs) < limit
+		})
+		slices.Reverse(jobs)
 	} else {
-		err = o.m.cat.Jobs(0, collect)
+		err = o.m.cat.Jobs(req.GetAfterIndex(), func(j statemachine.Job) bool {
+			jobs = append(jobs, j)
+			return len(jobs) < jobsPage
+		})
+		if len(jobs) == jobsPage {
+			resp.NextAfterIndex = jobs[len(jobs)-1].QueuedIndex
+		}
 	}
 	if err != nil {
 		return nil, rpcError(err)
 	}
+	// Jobs not ended: show their live wait reason (the page's jobs only).
+	ids := make([]statemachine.JobID, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.ID
+	}
 	live, err := o.m.loop.propose(ctx, nil, func(s *statemachine.State, _ []statemachine.Event) any {
 		out := map[statemachine.JobID]statemachine.Job{}
-		for _, j := range s.ActiveJobs() {
-			j.Why = s.Waiting(j)
-			out[j.ID] = j
+		for _, id := range ids {
+			if j, ok := s.Jobs[id]; ok {
+				c := *j
+				c.Why = s.Waiting(c)
+				out[id] = c
+			}
 		}
 		return out
 	})
@@ -187,6 +191,48 @@ func (o *operator) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*api
 		resp.Jobs = append(resp.Jobs, jobProto(j))
 	}
 	return resp, nil
+}
+
+// activeJobs lists the jobs not ended, from the state, a page at a time in
+// queueing order.
+func (o *operator) activeJobs(ctx context.Context, req *api.ListJobsRequest) (*api.ListJobsResponse, error) {
+	after := req.GetAfterIndex()
+	limit := jobsPage
+	if n := int(req.GetLimit()); n > 0 && n < limit {
+		limit = n
+	}
+	res, err := o.m.loop.propose(ctx, nil, func(s *statemachine.State, _ []statemachine.Event) any {
+		var page []statemachine.Job
+		for _, j := range s.Jobs {
+			if j.QueuedIndex > after {
+				page = append(page, *j)
+			}
+		}
+		slices.SortFunc(page, func(a, b statemachine.Job) int { return cmp.Compare(a.QueuedIndex, b.QueuedIndex) })
+		more := len(page) > limit
+		page = page[:min(len(page), limit)]
+		for i := range page {
+			page[i].Why = s.Waiting(page[i])
+		}
+		return activePage{page, more}
+	})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	p := res.val.(activePage)
+	resp := &api.ListJobsResponse{}
+	for _, j := range p.jobs {
+		resp.Jobs = append(resp.Jobs, jobProto(j))
+	}
+	if p.more && req.GetLimit() == 0 {
+		resp.NextAfterIndex = p.jobs[len(p.jobs)-1].QueuedIndex
+	}
+	return resp, nil
+}
+
+type activePage struct {
+	jobs []statemachine.Job
+	more bool
 }
 
 func (o *operator) Status(ctx context.Context, _ *api.StatusRequest) (*api.StatusResponse, error) {

@@ -176,7 +176,7 @@ func waitReason(s *State, t Target) string {
 	if len(s.Slaves) == 0 {
 		return "waiting for a slave: none has registered with this master"
 	}
-	if pickSlave(s, t, slaveLoad(s)) == "" {
+	if pickSlave(s, t, nil) == "" { // whether any slave reaches it: load does not matter
 		return fmt.Sprintf("waiting for a slave that reaches %s", t)
 	}
 	return "waiting to be dispatched"

@@ -15,7 +15,7 @@ import (
 
 type jobsCmd struct {
 	All   bool `help:"Every job ever, not only those still queued or running."`
-	Limit uint `help:"With --all, only the newest N jobs (0: all)."`
+	Limit uint `help:"With --all, only the newest N jobs (0: all; at most 10000)."`
 	JSON  bool `name:"json" help:"Print JSON (an array of jobs)."`
 }
 
@@ -31,13 +31,22 @@ Examples:
 
 func (c *jobsCmd) Run(ctx context.Context, g *Globals) error {
 	return withClient(g, func(cl *operatorClient) error {
-		var resp *api.ListJobsResponse
-		err := cl.call(ctx, func(ctx context.Context) (err error) {
-			resp, err = cl.ListJobs(ctx, &api.ListJobsRequest{All: c.All, Limit: uint32(c.Limit)})
-			return err
-		})
-		if err != nil {
-			return err
+		resp := &api.ListJobsResponse{}
+		req := &api.ListJobsRequest{All: c.All, Limit: uint32(c.Limit)}
+		for {
+			var page *api.ListJobsResponse
+			err := cl.call(ctx, func(ctx context.Context) (err error) {
+				page, err = cl.ListJobs(ctx, req)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			resp.Jobs = append(resp.Jobs, page.Jobs...)
+			if page.NextAfterIndex == 0 {
+				break
+			}
+			req.AfterIndex = page.NextAfterIndex
 		}
 		if c.JSON {
 			out := make([]jobJSON, 0, len(resp.Jobs))

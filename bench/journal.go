@@ -54,9 +54,9 @@ func benchJournal(w io.Writer, dir string) error {
 			return err
 		}
 		ratio := res.ours / res.raw
-		goals := fmt.Sprintf("goal ratio >= %.1f: %s", jbGoalRatio, jbVerdict(ratio >= jbGoalRatio))
+		goals := fmt.Sprintf("goal ratio >= %.1f: %s", jbGoalRatio, verdict(ratio >= jbGoalRatio))
 		if c == 128 {
-			goals += fmt.Sprintf("; goal > %d/s: %s", jbGoalRate, jbVerdict(res.ours > jbGoalRate))
+			goals += fmt.Sprintf("; goal > %d/s: %s", jbGoalRate, verdict(res.ours > jbGoalRate))
 		}
 		fmt.Fprintf(w, "%-10d %14.0f %12.1f %14.0f %9.2f×   %s\n", c, res.ours, res.batch, res.raw, ratio, goals)
 	}
@@ -67,7 +67,7 @@ func benchJournal(w io.Writer, dir string) error {
 	if err := jbBuild(big, id, jbBigRecords); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nwrote a %d-record journal in %s (%s)\n", jbBigRecords, time.Since(t0).Round(time.Millisecond), jbHuman(jbDirSize(big)))
+	fmt.Fprintf(w, "\nwrote a %d-record journal in %s (%s)\n", jbBigRecords, time.Since(t0).Round(time.Millisecond), human(dirSize(big)))
 	var open time.Duration
 	for range 3 { // best of 3: the first may still fault pages in
 		t0 = time.Now()
@@ -84,7 +84,7 @@ func benchJournal(w io.Writer, dir string) error {
 		}
 	}
 	fmt.Fprintf(w, "%-44s %12s   %.1fM records/s   goal < %s: %s\n", "Open (verify whole chain + tail check)", open.Round(time.Microsecond),
-		jbBigRecords/open.Seconds()/1e6, jbGoalOpen, jbVerdict(open < jbGoalOpen))
+		jbBigRecords/open.Seconds()/1e6, jbGoalOpen, verdict(open < jbGoalOpen))
 
 	r, err := journal.OpenReader(big)
 	if err != nil {
@@ -102,7 +102,7 @@ func benchJournal(w io.Writer, dir string) error {
 		}
 		scanRate = max(scanRate, float64(n)/time.Since(t0).Seconds())
 	}
-	fmt.Fprintf(w, "%-44s %12.0f   records/s   goal > %d: %s\n", "Reader.Scan (verify + deliver, best of 3)", scanRate, jbGoalScan, jbVerdict(scanRate > jbGoalScan))
+	fmt.Fprintf(w, "%-44s %12.0f   records/s   goal > %d: %s\n", "Reader.Scan (verify + deliver, best of 3)", scanRate, jbGoalScan, verdict(scanRate > jbGoalScan))
 	return nil
 }
 
@@ -247,24 +247,3 @@ func jbBuild(dir string, id journal.Identity, n int) error {
 	return j.Close()
 }
 
-func jbVerdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "MISSED"
-}
-
-func jbDirSize(dir string) int64 {
-	var n int64
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
-			n += fi.Size()
-		}
-		return nil
-	})
-	return n
-}
-
-func jbHuman(n int64) string {
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-}

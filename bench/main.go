@@ -45,10 +45,10 @@ func fatal(err error) {
 	os.Exit(1)
 }
 
-// verdict prints whether a goal was met.
+// verdict says whether a goal was met.
 func verdict(ok bool) string {
 	if ok {
-		return "goal met"
+		return "met"
 	}
-	return "GOAL MISSED"
+	return "MISSED"
 }

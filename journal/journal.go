@@ -192,17 +192,14 @@ func Create(dir string, id Identity, opts Options) (*Journal, error) {
 	return j, nil
 }
 
-// createTemp is the temporary name of the first segment while Create writes
-// it. wal ignores it (not a 20-digit name); Create overwrites a leftover.
-const createTemp = "CREATE.tmp"
-
-func writeFirstSegment(dir string, entry []byte) error {
-	tmp := filepath.Join(dir, createTemp)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+// writeSynced creates path (flag adds O_TRUNC or O_EXCL), writes data and
+// fsyncs it; the caller fsyncs the directory.
+func writeSynced(path string, data []byte, flag int) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|flag, 0o640)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(entry); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
 	}
@@ -210,7 +207,16 @@ func writeFirstSegment(dir string, entry []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
+	return f.Close()
+}
+
+// createTemp is the temporary name of the first segment while Create writes
+// it. wal ignores it (not a 20-digit name); Create overwrites a leftover.
+const createTemp = "CREATE.tmp"
+
+func writeFirstSegment(dir string, entry []byte) error {
+	tmp := filepath.Join(dir, createTemp)
+	if err := writeSynced(tmp, entry, os.O_TRUNC); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, segmentName(1))); err != nil {
@@ -365,25 +371,13 @@ func repairTail(dir string, st *journalState, now time.Time) error {
 		return err
 	}
 	t.Broken = filepath.Join(bdir, fmt.Sprintf("%s.%d.broken", st.lastSeg.name, now.UnixNano()))
-	f, err := os.OpenFile(t.Broken, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(st.tailData); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := writeSynced(t.Broken, st.tailData, os.O_EXCL); err != nil {
 		return err
 	}
 	if err := syncDir(bdir); err != nil {
 		return err
 	}
-	f, err = os.OpenFile(t.File, os.O_WRONLY, 0)
+	f, err := os.OpenFile(t.File, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package master
 
 import (
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,10 +9,10 @@ import (
 	"github.com/abs-backup/abs/statemachine"
 )
 
-// writeJournal writes n one-event records (jobs queued and aborted).
-func writeJournal(tb testing.TB, dir string, n int) {
-	now := time.Unix(1_700_000_000, 0)
-	id, err := journal.NewIdentity("bench", "normal", now)
+// writeJournal creates a journal in dir holding n one-event records (jobs
+// queued and aborted).
+func writeJournal(tb testing.TB, dir string, n int) *statemachine.State {
+	id, err := journal.NewIdentity("bench", "normal", time.Unix(1_700_000_000, 0))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -21,25 +20,10 @@ func writeJournal(tb testing.TB, dir string, n int) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer j.Close()
+	j.Close()
 	st := statemachine.NewState(journalInfo(id))
-	var last *journal.Future
-	for i := 0; i < n; i++ {
-		var cmd statemachine.Command = statemachine.QueueDump{Target: statemachine.Target{Scope: statemachine.ScopeVolume, Server: "fs1", Partition: "vicepa", Volume: fmt.Sprintf("user.u%07d", i)}, By: "bench"}
-		if i%2 == 1 {
-			cmd = statemachine.AbortJob{ID: st.ActiveJobs()[0].ID, By: "bench"}
-		}
-		evs, err := statemachine.Decide(st, cmd, now)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		p, _ := statemachine.EncodeEvents(evs)
-		last = j.Submit(journal.Entry{Type: journal.TypeEvents, Epoch: 1, Time: now.UnixNano(), Payload: p})
-		st.Apply(st.Applied+1, evs)
-	}
-	if _, err := last.Wait(); err != nil {
-		tb.Fatal(err)
-	}
+	appendJobs(tb, dir, st, n)
+	return st
 }
 
 func BenchmarkRebuild(b *testing.B) {

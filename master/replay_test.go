@@ -14,7 +14,7 @@ import (
 
 // appendJobs appends n more records (queue, and abort every other) to an
 // existing journal, deciding against st.
-func appendJobs(t *testing.T, dir string, st *statemachine.State, n int) {
+func appendJobs(t testing.TB, dir string, st *statemachine.State, n int) {
 	t.Helper()
 	j, err := journal.Open(dir, journal.Options{})
 	if err != nil {
@@ -61,17 +61,7 @@ func fullReplay(t *testing.T, dir string) *statemachine.State {
 func TestRecoverFromSnapshot(t *testing.T) {
 	data := t.TempDir()
 	jdir := filepath.Join(data, JournalDir)
-	id, err := journal.NewIdentity("athena", "normal", time.Unix(1_700_000_000, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := journal.Create(jdir, id, journal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j.Close()
-	st := statemachine.NewState(journalInfo(id))
-	appendJobs(t, jdir, st, 2*SnapshotEvery+500)
+	st := writeJournal(t, jdir, 2*SnapshotEvery+500)
 	if _, err := Rebuild(data); err != nil {
 		t.Fatal(err)
 	}
@@ -121,14 +111,8 @@ func TestRecoverFromSnapshot(t *testing.T) {
 func TestVerifyFindsDifferences(t *testing.T) {
 	data := t.TempDir()
 	jdir := filepath.Join(data, JournalDir)
-	id, _ := journal.NewIdentity("athena", "normal", time.Unix(1_700_000_000, 0))
-	j, err := journal.Create(jdir, id, journal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j.Close()
-	st := statemachine.NewState(journalInfo(id))
-	appendJobs(t, jdir, st, 20)
+	st := writeJournal(t, jdir, 20)
+	id := st.Journal
 	if _, err := Rebuild(data); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +128,7 @@ func TestVerifyFindsDifferences(t *testing.T) {
 	forged.State = statemachine.StateDone
 	b.Put(forged)
 	meta, _ := cat.Meta()
-	b.SetApplied(id.JournalID, meta.Applied+1)
+	b.SetApplied(id.ID, meta.Applied+1)
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +144,7 @@ func TestVerifyFindsDifferences(t *testing.T) {
 	// A catalog ahead of its journal is refused by recovery.
 	cat, _ = catalog.Open(filepath.Join(data, CatalogDir), catalog.Options{})
 	b = cat.NewBatch()
-	b.SetApplied(id.JournalID, meta.Applied+5)
+	b.SetApplied(id.ID, meta.Applied+5)
 	if err := b.Commit(); err != nil {
 		t.Fatal(err)
 	}

@@ -246,4 +246,3 @@ func jbBuild(dir string, id journal.Identity, n int) error {
 	}
 	return j.Close()
 }
-

@@ -59,6 +59,7 @@ type pending struct {
 	snap    []byte // state snapshot at index, every SnapshotEvery records
 	reply   chan result
 	val     any
+	err     error // a refusal
 	cmdName string
 }
 
@@ -156,8 +157,10 @@ func (l *loop) step(p proposal) {
 			code = r.Code.String()
 		}
 		l.met.Refusals.WithLabelValues(name, code).Inc()
-		// A refusal wrote nothing and depends on nothing undurable: answer now.
-		p.reply <- result{err: err}
+		// A refusal writes nothing, but it may rest on a decision not yet
+		// durable ("already ended" after an abort in flight): it is answered
+		// in order, once everything decided before it is durable.
+		l.done <- pending{reply: p.reply, err: err, cmdName: name}
 		return
 	}
 	l.met.Commands.WithLabelValues(name).Inc()
@@ -297,7 +300,7 @@ func (l *loop) completeBatch(batch []pending) {
 	}
 	for _, pd := range batch {
 		if pd.reply != nil {
-			pd.reply <- result{val: pd.val, index: pd.index}
+			pd.reply <- result{val: pd.val, index: pd.index, err: pd.err}
 		}
 		for _, e := range pd.out.Effects {
 			select {

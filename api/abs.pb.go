@@ -24,6 +24,178 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ListSlavesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSlavesRequest) Reset() {
+	*x = ListSlavesRequest{}
+	mi := &file_api_abs_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSlavesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSlavesRequest) ProtoMessage() {}
+
+func (x *ListSlavesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSlavesRequest.ProtoReflect.Descriptor instead.
+func (*ListSlavesRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{0}
+}
+
+type SlaveInfo struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Name                 string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Addr                 string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Drives               uint32                 `protobuf:"varint,3,opt,name=drives,proto3" json:"drives,omitempty"`
+	Reaches              []*Target              `protobuf:"bytes,4,rep,name=reaches,proto3" json:"reaches,omitempty"`
+	RegisteredAtUnixNano int64                  `protobuf:"varint,5,opt,name=registered_at_unix_nano,json=registeredAtUnixNano,proto3" json:"registered_at_unix_nano,omitempty"`
+	LastSeq              uint64                 `protobuf:"varint,6,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	Jobs                 uint32                 `protobuf:"varint,7,opt,name=jobs,proto3" json:"jobs,omitempty"` // jobs dispatched to it, not ended
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *SlaveInfo) Reset() {
+	*x = SlaveInfo{}
+	mi := &file_api_abs_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlaveInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlaveInfo) ProtoMessage() {}
+
+func (x *SlaveInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlaveInfo.ProtoReflect.Descriptor instead.
+func (*SlaveInfo) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SlaveInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SlaveInfo) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *SlaveInfo) GetDrives() uint32 {
+	if x != nil {
+		return x.Drives
+	}
+	return 0
+}
+
+func (x *SlaveInfo) GetReaches() []*Target {
+	if x != nil {
+		return x.Reaches
+	}
+	return nil
+}
+
+func (x *SlaveInfo) GetRegisteredAtUnixNano() int64 {
+	if x != nil {
+		return x.RegisteredAtUnixNano
+	}
+	return 0
+}
+
+func (x *SlaveInfo) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *SlaveInfo) GetJobs() uint32 {
+	if x != nil {
+		return x.Jobs
+	}
+	return 0
+}
+
+type ListSlavesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Slaves        []*SlaveInfo           `protobuf:"bytes,1,rep,name=slaves,proto3" json:"slaves,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSlavesResponse) Reset() {
+	*x = ListSlavesResponse{}
+	mi := &file_api_abs_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSlavesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSlavesResponse) ProtoMessage() {}
+
+func (x *ListSlavesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSlavesResponse.ProtoReflect.Descriptor instead.
+func (*ListSlavesResponse) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListSlavesResponse) GetSlaves() []*SlaveInfo {
+	if x != nil {
+		return x.Slaves
+	}
+	return nil
+}
+
 type Target struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Scope         string                 `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"` // volume | partition | server
@@ -36,7 +208,7 @@ type Target struct {
 
 func (x *Target) Reset() {
 	*x = Target{}
-	mi := &file_api_abs_proto_msgTypes[0]
+	mi := &file_api_abs_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +220,7 @@ func (x *Target) String() string {
 func (*Target) ProtoMessage() {}
 
 func (x *Target) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[0]
+	mi := &file_api_abs_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +233,7 @@ func (x *Target) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Target.ProtoReflect.Descriptor instead.
 func (*Target) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{0}
+	return file_api_abs_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Target) GetScope() string {
@@ -102,7 +274,7 @@ type DumpRequest struct {
 
 func (x *DumpRequest) Reset() {
 	*x = DumpRequest{}
-	mi := &file_api_abs_proto_msgTypes[1]
+	mi := &file_api_abs_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -114,7 +286,7 @@ func (x *DumpRequest) String() string {
 func (*DumpRequest) ProtoMessage() {}
 
 func (x *DumpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[1]
+	mi := &file_api_abs_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -127,7 +299,7 @@ func (x *DumpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpRequest.ProtoReflect.Descriptor instead.
 func (*DumpRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{1}
+	return file_api_abs_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DumpRequest) GetTarget() *Target {
@@ -167,7 +339,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_api_abs_proto_msgTypes[2]
+	mi := &file_api_abs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -179,7 +351,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[2]
+	mi := &file_api_abs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -192,7 +364,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{2}
+	return file_api_abs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Job) GetId() string {
@@ -314,7 +486,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_api_abs_proto_msgTypes[3]
+	mi := &file_api_abs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +498,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[3]
+	mi := &file_api_abs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +511,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{3}
+	return file_api_abs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListJobsRequest) GetAll() bool {
@@ -374,7 +546,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_api_abs_proto_msgTypes[4]
+	mi := &file_api_abs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +558,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[4]
+	mi := &file_api_abs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +571,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{4}
+	return file_api_abs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -425,7 +597,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_api_abs_proto_msgTypes[5]
+	mi := &file_api_abs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +609,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[5]
+	mi := &file_api_abs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +622,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{5}
+	return file_api_abs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -469,7 +641,7 @@ type AbortRequest struct {
 
 func (x *AbortRequest) Reset() {
 	*x = AbortRequest{}
-	mi := &file_api_abs_proto_msgTypes[6]
+	mi := &file_api_abs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +653,7 @@ func (x *AbortRequest) String() string {
 func (*AbortRequest) ProtoMessage() {}
 
 func (x *AbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[6]
+	mi := &file_api_abs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +666,7 @@ func (x *AbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRequest.ProtoReflect.Descriptor instead.
 func (*AbortRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{6}
+	return file_api_abs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AbortRequest) GetId() string {
@@ -512,7 +684,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_api_abs_proto_msgTypes[7]
+	mi := &file_api_abs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +696,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[7]
+	mi := &file_api_abs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +709,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{7}
+	return file_api_abs_proto_rawDescGZIP(), []int{10}
 }
 
 type StatusResponse struct {
@@ -565,7 +737,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_api_abs_proto_msgTypes[8]
+	mi := &file_api_abs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +749,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[8]
+	mi := &file_api_abs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +762,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{8}
+	return file_api_abs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatusResponse) GetRealm() string {
@@ -712,11 +884,234 @@ func (x *StatusResponse) GetJobPrefix() string {
 	return ""
 }
 
+type Reach struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Server        string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	Partition     string                 `protobuf:"bytes,2,opt,name=partition,proto3" json:"partition,omitempty"` // empty: the whole server
+	Volumes       []string               `protobuf:"bytes,3,rep,name=volumes,proto3" json:"volumes,omitempty"`     // known volumes of the partition, if listed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reach) Reset() {
+	*x = Reach{}
+	mi := &file_api_abs_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reach) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reach) ProtoMessage() {}
+
+func (x *Reach) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reach.ProtoReflect.Descriptor instead.
+func (*Reach) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Reach) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *Reach) GetPartition() string {
+	if x != nil {
+		return x.Partition
+	}
+	return ""
+}
+
+func (x *Reach) GetVolumes() []string {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type RegisterDeviceRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // must equal the certificate's name
+	Addr           string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"` // where its SlaveService listens
+	Drives         uint32                 `protobuf:"varint,3,opt,name=drives,proto3" json:"drives,omitempty"`
+	Reaches        []*Reach               `protobuf:"bytes,4,rep,name=reaches,proto3" json:"reaches,omitempty"`
+	JobsInProgress []string               `protobuf:"bytes,5,rep,name=jobs_in_progress,json=jobsInProgress,proto3" json:"jobs_in_progress,omitempty"`
+	HighestEpoch   uint64                 `protobuf:"varint,6,opt,name=highest_epoch,json=highestEpoch,proto3" json:"highest_epoch,omitempty"` // highest master epoch the slave accepted
+	Seq            uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`                                       // the slave's report sequence number
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RegisterDeviceRequest) Reset() {
+	*x = RegisterDeviceRequest{}
+	mi := &file_api_abs_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterDeviceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterDeviceRequest) ProtoMessage() {}
+
+func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterDeviceRequest.ProtoReflect.Descriptor instead.
+func (*RegisterDeviceRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RegisterDeviceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RegisterDeviceRequest) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *RegisterDeviceRequest) GetDrives() uint32 {
+	if x != nil {
+		return x.Drives
+	}
+	return 0
+}
+
+func (x *RegisterDeviceRequest) GetReaches() []*Reach {
+	if x != nil {
+		return x.Reaches
+	}
+	return nil
+}
+
+func (x *RegisterDeviceRequest) GetJobsInProgress() []string {
+	if x != nil {
+		return x.JobsInProgress
+	}
+	return nil
+}
+
+func (x *RegisterDeviceRequest) GetHighestEpoch() uint64 {
+	if x != nil {
+		return x.HighestEpoch
+	}
+	return 0
+}
+
+func (x *RegisterDeviceRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type RegisterDeviceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JournalId     string                 `protobuf:"bytes,1,opt,name=journal_id,json=journalId,proto3" json:"journal_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Realm         string                 `protobuf:"bytes,3,opt,name=realm,proto3" json:"realm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterDeviceResponse) Reset() {
+	*x = RegisterDeviceResponse{}
+	mi := &file_api_abs_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterDeviceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterDeviceResponse) ProtoMessage() {}
+
+func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterDeviceResponse.ProtoReflect.Descriptor instead.
+func (*RegisterDeviceResponse) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RegisterDeviceResponse) GetJournalId() string {
+	if x != nil {
+		return x.JournalId
+	}
+	return ""
+}
+
+func (x *RegisterDeviceResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RegisterDeviceResponse) GetRealm() string {
+	if x != nil {
+		return x.Realm
+	}
+	return ""
+}
+
 var File_api_abs_proto protoreflect.FileDescriptor
 
 const file_api_abs_proto_rawDesc = "" +
 	"\n" +
-	"\rapi/abs.proto\x12\x06abs.v1\"l\n" +
+	"\rapi/abs.proto\x12\x06abs.v1\"\x13\n" +
+	"\x11ListSlavesRequest\"\xdb\x01\n" +
+	"\tSlaveInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
+	"\x06drives\x18\x03 \x01(\rR\x06drives\x12(\n" +
+	"\areaches\x18\x04 \x03(\v2\x0e.abs.v1.TargetR\areaches\x125\n" +
+	"\x17registered_at_unix_nano\x18\x05 \x01(\x03R\x14registeredAtUnixNano\x12\x19\n" +
+	"\blast_seq\x18\x06 \x01(\x04R\alastSeq\x12\x12\n" +
+	"\x04jobs\x18\a \x01(\rR\x04jobs\"?\n" +
+	"\x12ListSlavesResponse\x12)\n" +
+	"\x06slaves\x18\x01 \x03(\v2\x11.abs.v1.SlaveInfoR\x06slaves\"l\n" +
 	"\x06Target\x12\x14\n" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\x12\x1c\n" +
@@ -779,13 +1174,34 @@ const file_api_abs_proto_rawDesc = "" +
 	"job_prefix\x18\x11 \x01(\tR\tjobPrefix\x1a>\n" +
 	"\x10JobsByStateEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\x8d\x02\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"W\n" +
+	"\x05Reach\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\tR\tpartition\x12\x18\n" +
+	"\avolumes\x18\x03 \x03(\tR\avolumes\"\xe1\x01\n" +
+	"\x15RegisterDeviceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
+	"\x06drives\x18\x03 \x01(\rR\x06drives\x12'\n" +
+	"\areaches\x18\x04 \x03(\v2\r.abs.v1.ReachR\areaches\x12(\n" +
+	"\x10jobs_in_progress\x18\x05 \x03(\tR\x0ejobsInProgress\x12#\n" +
+	"\rhighest_epoch\x18\x06 \x01(\x04R\fhighestEpoch\x12\x10\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\"c\n" +
+	"\x16RegisterDeviceResponse\x12\x1d\n" +
+	"\n" +
+	"journal_id\x18\x01 \x01(\tR\tjournalId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x14\n" +
+	"\x05realm\x18\x03 \x01(\tR\x05realm2\xd2\x02\n" +
 	"\x0fOperatorService\x12(\n" +
 	"\x04Dump\x12\x13.abs.v1.DumpRequest\x1a\v.abs.v1.Job\x12=\n" +
 	"\bListJobs\x12\x17.abs.v1.ListJobsRequest\x1a\x18.abs.v1.ListJobsResponse\x12,\n" +
 	"\x06GetJob\x12\x15.abs.v1.GetJobRequest\x1a\v.abs.v1.Job\x12*\n" +
 	"\x05Abort\x12\x14.abs.v1.AbortRequest\x1a\v.abs.v1.Job\x127\n" +
-	"\x06Status\x12\x15.abs.v1.StatusRequest\x1a\x16.abs.v1.StatusResponseB#Z!github.com/abs-backup/abs/api;apib\x06proto3"
+	"\x06Status\x12\x15.abs.v1.StatusRequest\x1a\x16.abs.v1.StatusResponse\x12C\n" +
+	"\n" +
+	"ListSlaves\x12\x19.abs.v1.ListSlavesRequest\x1a\x1a.abs.v1.ListSlavesResponse2`\n" +
+	"\rMasterService\x12O\n" +
+	"\x0eRegisterDevice\x12\x1d.abs.v1.RegisterDeviceRequest\x1a\x1e.abs.v1.RegisterDeviceResponseB#Z!github.com/abs-backup/abs/api;apib\x06proto3"
 
 var (
 	file_api_abs_proto_rawDescOnce sync.Once
@@ -799,39 +1215,52 @@ func file_api_abs_proto_rawDescGZIP() []byte {
 	return file_api_abs_proto_rawDescData
 }
 
-var file_api_abs_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_api_abs_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_api_abs_proto_goTypes = []any{
-	(*Target)(nil),           // 0: abs.v1.Target
-	(*DumpRequest)(nil),      // 1: abs.v1.DumpRequest
-	(*Job)(nil),              // 2: abs.v1.Job
-	(*ListJobsRequest)(nil),  // 3: abs.v1.ListJobsRequest
-	(*ListJobsResponse)(nil), // 4: abs.v1.ListJobsResponse
-	(*GetJobRequest)(nil),    // 5: abs.v1.GetJobRequest
-	(*AbortRequest)(nil),     // 6: abs.v1.AbortRequest
-	(*StatusRequest)(nil),    // 7: abs.v1.StatusRequest
-	(*StatusResponse)(nil),   // 8: abs.v1.StatusResponse
-	nil,                      // 9: abs.v1.StatusResponse.JobsByStateEntry
+	(*ListSlavesRequest)(nil),      // 0: abs.v1.ListSlavesRequest
+	(*SlaveInfo)(nil),              // 1: abs.v1.SlaveInfo
+	(*ListSlavesResponse)(nil),     // 2: abs.v1.ListSlavesResponse
+	(*Target)(nil),                 // 3: abs.v1.Target
+	(*DumpRequest)(nil),            // 4: abs.v1.DumpRequest
+	(*Job)(nil),                    // 5: abs.v1.Job
+	(*ListJobsRequest)(nil),        // 6: abs.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 7: abs.v1.ListJobsResponse
+	(*GetJobRequest)(nil),          // 8: abs.v1.GetJobRequest
+	(*AbortRequest)(nil),           // 9: abs.v1.AbortRequest
+	(*StatusRequest)(nil),          // 10: abs.v1.StatusRequest
+	(*StatusResponse)(nil),         // 11: abs.v1.StatusResponse
+	(*Reach)(nil),                  // 12: abs.v1.Reach
+	(*RegisterDeviceRequest)(nil),  // 13: abs.v1.RegisterDeviceRequest
+	(*RegisterDeviceResponse)(nil), // 14: abs.v1.RegisterDeviceResponse
+	nil,                            // 15: abs.v1.StatusResponse.JobsByStateEntry
 }
 var file_api_abs_proto_depIdxs = []int32{
-	0, // 0: abs.v1.DumpRequest.target:type_name -> abs.v1.Target
-	0, // 1: abs.v1.Job.target:type_name -> abs.v1.Target
-	2, // 2: abs.v1.ListJobsResponse.jobs:type_name -> abs.v1.Job
-	9, // 3: abs.v1.StatusResponse.jobs_by_state:type_name -> abs.v1.StatusResponse.JobsByStateEntry
-	1, // 4: abs.v1.OperatorService.Dump:input_type -> abs.v1.DumpRequest
-	3, // 5: abs.v1.OperatorService.ListJobs:input_type -> abs.v1.ListJobsRequest
-	5, // 6: abs.v1.OperatorService.GetJob:input_type -> abs.v1.GetJobRequest
-	6, // 7: abs.v1.OperatorService.Abort:input_type -> abs.v1.AbortRequest
-	7, // 8: abs.v1.OperatorService.Status:input_type -> abs.v1.StatusRequest
-	2, // 9: abs.v1.OperatorService.Dump:output_type -> abs.v1.Job
-	4, // 10: abs.v1.OperatorService.ListJobs:output_type -> abs.v1.ListJobsResponse
-	2, // 11: abs.v1.OperatorService.GetJob:output_type -> abs.v1.Job
-	2, // 12: abs.v1.OperatorService.Abort:output_type -> abs.v1.Job
-	8, // 13: abs.v1.OperatorService.Status:output_type -> abs.v1.StatusResponse
-	9, // [9:14] is the sub-list for method output_type
-	4, // [4:9] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	3,  // 0: abs.v1.SlaveInfo.reaches:type_name -> abs.v1.Target
+	1,  // 1: abs.v1.ListSlavesResponse.slaves:type_name -> abs.v1.SlaveInfo
+	3,  // 2: abs.v1.DumpRequest.target:type_name -> abs.v1.Target
+	3,  // 3: abs.v1.Job.target:type_name -> abs.v1.Target
+	5,  // 4: abs.v1.ListJobsResponse.jobs:type_name -> abs.v1.Job
+	15, // 5: abs.v1.StatusResponse.jobs_by_state:type_name -> abs.v1.StatusResponse.JobsByStateEntry
+	12, // 6: abs.v1.RegisterDeviceRequest.reaches:type_name -> abs.v1.Reach
+	4,  // 7: abs.v1.OperatorService.Dump:input_type -> abs.v1.DumpRequest
+	6,  // 8: abs.v1.OperatorService.ListJobs:input_type -> abs.v1.ListJobsRequest
+	8,  // 9: abs.v1.OperatorService.GetJob:input_type -> abs.v1.GetJobRequest
+	9,  // 10: abs.v1.OperatorService.Abort:input_type -> abs.v1.AbortRequest
+	10, // 11: abs.v1.OperatorService.Status:input_type -> abs.v1.StatusRequest
+	0,  // 12: abs.v1.OperatorService.ListSlaves:input_type -> abs.v1.ListSlavesRequest
+	13, // 13: abs.v1.MasterService.RegisterDevice:input_type -> abs.v1.RegisterDeviceRequest
+	5,  // 14: abs.v1.OperatorService.Dump:output_type -> abs.v1.Job
+	7,  // 15: abs.v1.OperatorService.ListJobs:output_type -> abs.v1.ListJobsResponse
+	5,  // 16: abs.v1.OperatorService.GetJob:output_type -> abs.v1.Job
+	5,  // 17: abs.v1.OperatorService.Abort:output_type -> abs.v1.Job
+	11, // 18: abs.v1.OperatorService.Status:output_type -> abs.v1.StatusResponse
+	2,  // 19: abs.v1.OperatorService.ListSlaves:output_type -> abs.v1.ListSlavesResponse
+	14, // 20: abs.v1.MasterService.RegisterDevice:output_type -> abs.v1.RegisterDeviceResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_api_abs_proto_init() }
@@ -845,9 +1274,9 @@ func file_api_abs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_abs_proto_rawDesc), len(file_api_abs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   16,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_api_abs_proto_goTypes,
 		DependencyIndexes: file_api_abs_proto_depIdxs,

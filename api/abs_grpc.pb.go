@@ -22,11 +22,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	OperatorService_Dump_FullMethodName     = "/abs.v1.OperatorService/Dump"
-	OperatorService_ListJobs_FullMethodName = "/abs.v1.OperatorService/ListJobs"
-	OperatorService_GetJob_FullMethodName   = "/abs.v1.OperatorService/GetJob"
-	OperatorService_Abort_FullMethodName    = "/abs.v1.OperatorService/Abort"
-	OperatorService_Status_FullMethodName   = "/abs.v1.OperatorService/Status"
+	OperatorService_Dump_FullMethodName       = "/abs.v1.OperatorService/Dump"
+	OperatorService_ListJobs_FullMethodName   = "/abs.v1.OperatorService/ListJobs"
+	OperatorService_GetJob_FullMethodName     = "/abs.v1.OperatorService/GetJob"
+	OperatorService_Abort_FullMethodName      = "/abs.v1.OperatorService/Abort"
+	OperatorService_Status_FullMethodName     = "/abs.v1.OperatorService/Status"
+	OperatorService_ListSlaves_FullMethodName = "/abs.v1.OperatorService/ListSlaves"
 )
 
 // OperatorServiceClient is the client API for OperatorService service.
@@ -46,6 +47,8 @@ type OperatorServiceClient interface {
 	Abort(ctx context.Context, in *AbortRequest, opts ...grpc.CallOption) (*Job, error)
 	// Status shows the master at a glance.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// ListSlaves lists the media slaves that registered.
+	ListSlaves(ctx context.Context, in *ListSlavesRequest, opts ...grpc.CallOption) (*ListSlavesResponse, error)
 }
 
 type operatorServiceClient struct {
@@ -106,6 +109,16 @@ func (c *operatorServiceClient) Status(ctx context.Context, in *StatusRequest, o
 	return out, nil
 }
 
+func (c *operatorServiceClient) ListSlaves(ctx context.Context, in *ListSlavesRequest, opts ...grpc.CallOption) (*ListSlavesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSlavesResponse)
+	err := c.cc.Invoke(ctx, OperatorService_ListSlaves_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServiceServer is the server API for OperatorService service.
 // All implementations must embed UnimplementedOperatorServiceServer
 // for forward compatibility.
@@ -123,6 +136,8 @@ type OperatorServiceServer interface {
 	Abort(context.Context, *AbortRequest) (*Job, error)
 	// Status shows the master at a glance.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// ListSlaves lists the media slaves that registered.
+	ListSlaves(context.Context, *ListSlavesRequest) (*ListSlavesResponse, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }
 
@@ -147,6 +162,9 @@ func (UnimplementedOperatorServiceServer) Abort(context.Context, *AbortRequest) 
 }
 func (UnimplementedOperatorServiceServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedOperatorServiceServer) ListSlaves(context.Context, *ListSlavesRequest) (*ListSlavesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListSlaves not implemented")
 }
 func (UnimplementedOperatorServiceServer) mustEmbedUnimplementedOperatorServiceServer() {}
 func (UnimplementedOperatorServiceServer) testEmbeddedByValue()                         {}
@@ -259,6 +277,24 @@ func _OperatorService_Status_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_ListSlaves_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSlavesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).ListSlaves(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_ListSlaves_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).ListSlaves(ctx, req.(*ListSlavesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OperatorService_ServiceDesc is the grpc.ServiceDesc for OperatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -285,6 +321,126 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _OperatorService_Status_Handler,
+		},
+		{
+			MethodName: "ListSlaves",
+			Handler:    _OperatorService_ListSlaves_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "api/abs.proto",
+}
+
+const (
+	MasterService_RegisterDevice_FullMethodName = "/abs.v1.MasterService/RegisterDevice"
+)
+
+// MasterServiceClient is the client API for MasterService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// MasterService is what media slaves call on the master. Callers present a
+// slave certificate whose name is the slave's node name.
+type MasterServiceClient interface {
+	// RegisterDevice announces a slave: its address, drives, what it reaches,
+	// its jobs in progress and the highest master epoch it has accepted. Sent
+	// at start, after a SIGHUP that changed the master, and when the master's
+	// epoch changes.
+	RegisterDevice(ctx context.Context, in *RegisterDeviceRequest, opts ...grpc.CallOption) (*RegisterDeviceResponse, error)
+}
+
+type masterServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewMasterServiceClient(cc grpc.ClientConnInterface) MasterServiceClient {
+	return &masterServiceClient{cc}
+}
+
+func (c *masterServiceClient) RegisterDevice(ctx context.Context, in *RegisterDeviceRequest, opts ...grpc.CallOption) (*RegisterDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterDeviceResponse)
+	err := c.cc.Invoke(ctx, MasterService_RegisterDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// MasterServiceServer is the server API for MasterService service.
+// All implementations must embed UnimplementedMasterServiceServer
+// for forward compatibility.
+//
+// MasterService is what media slaves call on the master. Callers present a
+// slave certificate whose name is the slave's node name.
+type MasterServiceServer interface {
+	// RegisterDevice announces a slave: its address, drives, what it reaches,
+	// its jobs in progress and the highest master epoch it has accepted. Sent
+	// at start, after a SIGHUP that changed the master, and when the master's
+	// epoch changes.
+	RegisterDevice(context.Context, *RegisterDeviceRequest) (*RegisterDeviceResponse, error)
+	mustEmbedUnimplementedMasterServiceServer()
+}
+
+// UnimplementedMasterServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedMasterServiceServer struct{}
+
+func (UnimplementedMasterServiceServer) RegisterDevice(context.Context, *RegisterDeviceRequest) (*RegisterDeviceResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RegisterDevice not implemented")
+}
+func (UnimplementedMasterServiceServer) mustEmbedUnimplementedMasterServiceServer() {}
+func (UnimplementedMasterServiceServer) testEmbeddedByValue()                       {}
+
+// UnsafeMasterServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to MasterServiceServer will
+// result in compilation errors.
+type UnsafeMasterServiceServer interface {
+	mustEmbedUnimplementedMasterServiceServer()
+}
+
+func RegisterMasterServiceServer(s grpc.ServiceRegistrar, srv MasterServiceServer) {
+	// If the following call pancis, it indicates UnimplementedMasterServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&MasterService_ServiceDesc, srv)
+}
+
+func _MasterService_RegisterDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServiceServer).RegisterDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MasterService_RegisterDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServiceServer).RegisterDevice(ctx, req.(*RegisterDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// MasterService_ServiceDesc is the grpc.ServiceDesc for MasterService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var MasterService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "abs.v1.MasterService",
+	HandlerType: (*MasterServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RegisterDevice",
+			Handler:    _MasterService_RegisterDevice_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -161,10 +161,11 @@ func (m *Master) close() {
 	}
 }
 
-// operatorMethods is the authorization table: every RPC a role may call.
-// A method that is in no table is refused.
+// serviceRoles is the authorization table: the role that may call each
+// service. A method of a service not listed is refused.
 var serviceRoles = map[string]cluster.Role{
 	api.OperatorService_ServiceDesc.ServiceName: cluster.RoleOperator,
+	api.MasterService_ServiceDesc.ServiceName:   cluster.RoleSlave,
 }
 
 func authorize(ctx context.Context, fullMethod string) (cluster.Identity, error) {
@@ -236,6 +237,7 @@ func (m *Master) serve(ctx context.Context) error {
 		}),
 	)
 	api.RegisterOperatorServiceServer(srv, &operator{m: m})
+	api.RegisterMasterServiceServer(srv, &slaveAPI{m: m})
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(lis) }()
 	if mlis != nil {

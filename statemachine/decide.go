@@ -94,6 +94,9 @@ func Decide(s *State, cmd Command, now time.Time) ([]Event, error) {
 				return nil, refuse(InvalidArgument, "slave %s reaches a bad target: %v", sl.Name, err)
 			}
 		}
+		if old, ok := s.Slaves[sl.Name]; ok && sameRegistration(*old, sl) {
+			return nil, nil // a repeated registration changes nothing
+		}
 		sl.RegisteredAt = at
 		return []Event{SlaveRegistered{Slave: sl}}, nil
 
@@ -316,4 +319,10 @@ func decideReport(s *State, c Report, at int64) ([]Event, error) {
 		return nil, refuse(InvalidArgument, "a job cannot end in state %s", c.End)
 	}
 	return evs, nil
+}
+
+// sameRegistration reports whether registering sl again would change
+// nothing that decisions use.
+func sameRegistration(old, sl Slave) bool {
+	return old.Addr == sl.Addr && old.Drives == sl.Drives && slices.Equal(old.Reaches, sl.Reaches) && sl.LastSeq <= old.LastSeq
 }

@@ -23,6 +23,7 @@ type CLI struct {
 	Jobs    jobsCmd    `cmd:"" help:"List jobs."`
 	Abort   abortCmd   `cmd:"" help:"Abort a job."`
 	Status  statusCmd  `cmd:"" help:"Show the master at a glance."`
+	Slaves  slavesCmd  `cmd:"" help:"List the media slaves that registered."`
 	Certs   certsCmd   `cmd:"" help:"Make a realm CA and node or operator certificates."`
 	Journal journalCmd `cmd:"" help:"Check or rebuild a master's data offline."`
 	Demo    demoCmd    `cmd:"" help:"Run the guided demo in a temporary directory (what 'make demo' runs)."`

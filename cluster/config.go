@@ -150,6 +150,16 @@ func Parse(name string, data []byte, extraSections ...string) (*Config, error) {
 	return cfg, nil
 }
 
+// Resolve makes a path from the file absolute the way node.data and
+// node.certs are: relative paths are relative to the config file's directory.
+// Extra sections (a slave's library, its partitions) use it too.
+func (c *Config) Resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.Path), p)
+}
+
 // Hash is the canonical hash of the cluster section: the first 16 hex digits of
 // the SHA-256 of the canonical encoding below. Every node computes it from its
 // own file and every call carries it, so two nodes whose cluster sections

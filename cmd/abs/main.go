@@ -19,6 +19,7 @@ type CLI struct {
 	Globals
 
 	Master  masterCmd  `cmd:"" help:"Run the master daemon."`
+	Slave   slaveCmd   `cmd:"" help:"Run a media slave daemon."`
 	Dump    dumpCmd    `cmd:"" help:"Queue a dump of a volume, a partition or a server."`
 	Jobs    jobsCmd    `cmd:"" help:"List jobs."`
 	Abort   abortCmd   `cmd:"" help:"Abort a job."`

@@ -1,0 +1,228 @@
+package slave
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/abs-backup/abs/api"
+	"github.com/abs-backup/abs/cluster"
+)
+
+// ClusterHashKey is the metadata key of the caller's cluster hash (the
+// master checks it on every call; see master.ClusterHashKey).
+const ClusterHashKey = "abs-cluster-hash"
+
+// Options are the slave's knobs beyond its config file; the zero value is
+// production.
+type Options struct {
+	Logger *slog.Logger
+	// Ready, if set, gets one line when the slave serves, and one each time
+	// it registers: "abs slave NAME registered with MASTER (epoch N)".
+	Ready io.Writer
+	// Reload delivers reload requests (SIGHUP in production).
+	Reload <-chan os.Signal
+}
+
+// Slave is a running media slave.
+type Slave struct {
+	opts  Options
+	log   *slog.Logger
+	creds *cluster.Credentials
+	addr  string
+
+	mu     sync.Mutex
+	cfg    *Config
+	master string // the master it registers with
+	cancel context.CancelFunc
+	seq    uint64 // last report sequence number
+	epoch  uint64 // highest master epoch accepted
+}
+
+// Run starts a slave from the config file at path and serves until ctx ends.
+func Run(ctx context.Context, path string, opts Options) error {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Reload == nil {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGHUP)
+		defer signal.Stop(ch)
+		opts.Reload = ch
+	}
+	s := &Slave{opts: opts, cfg: cfg, log: opts.Logger.With("node", cfg.Node.Name)}
+	if s.creds, err = cluster.LoadCredentials(cfg.Node.Certs); err != nil {
+		return err
+	}
+	if err := s.creds.Require(cluster.RoleSlave); err != nil {
+		return err
+	}
+	if s.creds.Identity.Name != cfg.Node.Name {
+		return fmt.Errorf("slave: node.name is %s but the certificate in %s is for %s", cfg.Node.Name, cfg.Node.Certs, s.creds.Identity.Name)
+	}
+	if err := os.MkdirAll(cfg.Node.Data, 0o700); err != nil {
+		return fmt.Errorf("slave: data directory: %w", err)
+	}
+	lis, err := net.Listen("tcp", cfg.Node.Listen)
+	if err != nil {
+		return fmt.Errorf("slave: listen on %s: %w", cfg.Node.Listen, err)
+	}
+	s.addr = lis.Addr().String()
+	// The master calls the slave here (SlaveService comes with dumps); the
+	// standard health service already answers whether the slave is up.
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(s.creds.ServerTLS())))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	defer srv.Stop()
+	if opts.Ready != nil {
+		fmt.Fprintf(opts.Ready, "abs slave %s serving on %s\n", cfg.Node.Name, s.addr)
+	}
+	s.switchMaster(ctx, cfg)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			return err
+		case <-opts.Reload:
+			s.reload(ctx, path)
+		}
+	}
+}
+
+// reload re-reads the config (SIGHUP). A config that does not load changes
+// nothing; a new master makes the slave register there; node settings that
+// cannot change live are reported.
+func (s *Slave) reload(ctx context.Context, path string) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		s.log.Error("reload refused: the config does not load; keeping the running one", "err", err)
+		return
+	}
+	s.mu.Lock()
+	old := s.cfg
+	s.mu.Unlock()
+	if cfg.Node != old.Node {
+		s.log.Warn("node settings changed; they take effect at the next restart", "old", fmt.Sprintf("%+v", old.Node), "new", fmt.Sprintf("%+v", cfg.Node))
+		cfg.Node = old.Node
+	}
+	s.log.Info("config reloaded", "master", cfg.Cluster.Master, "cluster_hash", cfg.Cluster.Hash())
+	s.switchMaster(ctx, cfg)
+}
+
+// switchMaster adopts cfg and (re)starts registration with its master.
+func (s *Slave) switchMaster(ctx context.Context, cfg *Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg = cfg
+	if s.cancel != nil {
+		s.cancel()
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	s.cancel = cancel
+	s.master = cfg.Cluster.Master
+	go s.register(rctx, cfg)
+}
+
+// register calls RegisterDevice on cfg's master until it is accepted,
+// backing off between attempts (the master may be down or not yet moved).
+func (s *Slave) register(ctx context.Context, cfg *Config) {
+	conn, err := grpc.NewClient(cfg.Cluster.Master, grpc.WithTransportCredentials(credentials.NewTLS(s.creds.ClientTLS(cluster.RoleMaster))))
+	if err != nil {
+		s.log.Error("cannot dial the master", "master", cfg.Cluster.Master, "err", err)
+		return
+	}
+	defer conn.Close()
+	client := api.NewMasterServiceClient(conn)
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		req := s.registration(cfg)
+		cctx := metadata.AppendToOutgoingContext(ctx, ClusterHashKey, cfg.Cluster.Hash())
+		cctx, cancel := context.WithTimeout(cctx, 10*time.Second)
+		resp, err := client.RegisterDevice(cctx, req)
+		cancel()
+		if err == nil {
+			s.mu.Lock()
+			if resp.Epoch > s.epoch {
+				s.epoch = resp.Epoch
+			}
+			s.mu.Unlock()
+			s.log.Info("registered", "master", cfg.Cluster.Master, "epoch", resp.Epoch, "journal", resp.JournalId)
+			if s.opts.Ready != nil {
+				fmt.Fprintf(s.opts.Ready, "abs slave %s registered with %s (epoch %d)\n", cfg.Node.Name, cfg.Cluster.Master, resp.Epoch)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		level := slog.LevelDebug
+		if attempt%10 == 1 { // say it at once, then now and then
+			level = slog.LevelWarn
+		}
+		s.log.Log(ctx, level, "registration failed; retrying", "master", cfg.Cluster.Master, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// registration describes this slave to the master: its address, drives,
+// and every server and partition it reaches (with the volumes it can list).
+func (s *Slave) registration(cfg *Config) *api.RegisterDeviceRequest {
+	s.mu.Lock()
+	// Seq is the last report sequence number the slave used; reports (with
+	// the slave's own journal that keeps it across restarts) come with dumps.
+	req := &api.RegisterDeviceRequest{Name: cfg.Node.Name, Addr: s.addr, Drives: uint32(cfg.Library.Drives), HighestEpoch: s.epoch, Seq: s.seq}
+	s.mu.Unlock()
+	for _, srv := range cfg.Servers {
+		for _, p := range srv.Partitions {
+			r := &api.Reach{Server: srv.Name, Partition: p.Name, Volumes: p.Volumes}
+			if p.Path != "" {
+				r.Volumes = listVolumes(p.Path)
+			}
+			req.Reaches = append(req.Reaches, r)
+		}
+	}
+	return req
+}
+
+// listVolumes names the subdirectories of a partition directory (a missing
+// or unreadable partition reaches no volume yet, and says so in the log of
+// the dump that needs it).
+func listVolumes(dir string) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -26,6 +26,7 @@ type CLI struct {
 	Status  statusCmd  `cmd:"" help:"Show the master at a glance."`
 	Slaves  slavesCmd  `cmd:"" help:"List the media slaves that registered."`
 	Certs   certsCmd   `cmd:"" help:"Make a realm CA and node or operator certificates."`
+	Tape    tapeCmd    `cmd:"" help:"Make, list and extract cartridges of a file-backed tape library (no daemon needed)."`
 	Journal journalCmd `cmd:"" help:"Check or rebuild a master's data offline."`
 	Demo    demoCmd    `cmd:"" help:"Run the guided demo in a temporary directory (what 'make demo' runs)."`
 	Version versionCmd `cmd:"" help:"Print the version."`

@@ -345,6 +345,14 @@ func (p *payloadReader) Read(b []byte) (int, error) {
 }
 
 func (p *payloadReader) Close() error {
+	// A consumer may stop before the end of the payload (a tar reader stops
+	// at the archive's end marker): read the rest, so that the size and the
+	// SHA-256 are always checked before Close says the payload was intact.
+	if !p.done && p.err == nil && p.closer != nil {
+		if _, err := io.Copy(io.Discard, p); err != nil && p.err == nil {
+			p.err = err
+		}
+	}
 	var err error
 	if p.closer != nil {
 		err = p.closer()

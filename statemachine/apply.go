@@ -158,6 +158,9 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 		out.Records = append(out.Records, sl)
 
 	case TapeLabeled:
+		if e.Seq >= s.NextTape {
+			s.NextTape = e.Seq + 1
+		}
 		t := &Tape{Label: e.Label, Name: e.Name, State: TapeReserved, Job: e.Job, Slave: e.Slave, UpdatedAt: e.At}
 		s.Tapes[e.Label] = t
 		out.Records = append(out.Records, *t)

@@ -21,7 +21,7 @@ func allEvents() []Event {
 		JobDispatched{ID: "abcde-1", Slave: "tape1", At: 9},
 		JobProgress{ID: "abcde-1", Slave: "tape1", Seq: 4, Volumes: 2, Bytes: 1 << 40, At: 10},
 		SlaveRegistered{Slave: Slave{Name: "tape1", Addr: "127.0.0.1:7401", Drives: 2, Reaches: []Target{tgt}, RegisteredAt: 12, LastSeq: 13}},
-		TapeLabeled{Label: "abs-1", Name: "A00001", Job: "abcde-1", Slave: "tape1", At: 14},
+		TapeLabeled{Label: "abs-1", Name: "A00001", Job: "abcde-1", Slave: "tape1", Seq: 7, At: 14},
 		TapeStateChanged{Label: "abs-1", State: TapeValid, At: 15},
 		DumpRecorded{Dump: Dump{Volume: "user.alice", Server: "fs1", Partition: "vicepa", DumpDate: 16, IncrementDate: 17,
 			Tapes: []string{"abs-1", "abs-2"}, File: 3, Bytes: 18, SHA256: "ff", Job: "abcde-1"}, Slave: "tape1", Seq: 19, At: 20},

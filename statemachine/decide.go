@@ -105,6 +105,12 @@ func Decide(s *State, cmd Command, now time.Time) ([]Event, error) {
 
 	case Report:
 		return decideReport(s, c, at)
+
+	case GenLabel:
+		return decideGenLabel(s, c, at)
+
+	case ValidateLabel:
+		return decideValidateLabel(s, c)
 	}
 	return nil, refuse(InvalidArgument, "unknown command %T", cmd)
 }
@@ -308,6 +314,9 @@ func decideReport(s *State, c Report, at int64) ([]Event, error) {
 	if c.Dump != nil {
 		d := *c.Dump
 		d.Job = c.ID
+		if err := checkDumpTapes(s, c.ID, d); err != nil {
+			return nil, err
+		}
 		evs = append(evs, DumpRecorded{Dump: d, Slave: c.Slave, Seq: c.Seq, At: at})
 	}
 	switch c.End {
@@ -315,6 +324,15 @@ func decideReport(s *State, c Report, at int64) ([]Event, error) {
 		evs = append(evs, JobProgress{ID: c.ID, Slave: c.Slave, Seq: c.Seq, Volumes: c.Volumes, Bytes: c.Bytes, At: at})
 	case StateDone, StateFailed, StateAborted:
 		evs = append(evs, JobEnded{ID: c.ID, State: c.End, Why: c.Why, Slave: c.Slave, Seq: c.Seq, At: at})
+		// The job's reservations end with it. A dump recorded by this same
+		// report counts as a file on its tapes.
+		for _, e := range releaseTapes(s, c.ID, at) {
+			tc := e.(TapeStateChanged)
+			if c.Dump != nil && slices.Contains(c.Dump.Tapes, tc.Label) {
+				tc.State = TapeValid
+			}
+			evs = append(evs, tc)
+		}
 	default:
 		return nil, refuse(InvalidArgument, "a job cannot end in state %s", c.End)
 	}

@@ -89,6 +89,7 @@ type TapeLabeled struct {
 	Name  string `msgpack:"n,omitempty"`
 	Job   JobID  `msgpack:"j"`
 	Slave string `msgpack:"sl"`
+	Seq   uint64 `msgpack:"sq,omitempty"` // the label's sequence number in this journal
 	At    int64  `msgpack:"at"`
 }
 

@@ -18,7 +18,7 @@ func commandsFrom(data []byte) []Command {
 		data = data[4:]
 		n := func(x byte) string { return names[int(x)%len(names)] }
 		id := JobID(fmt.Sprintf("%s-%d", JobPrefix(scriptJournal.ID), int(b)%12))
-		switch op % 7 {
+		switch op % 9 {
 		case 0:
 			cmds = append(cmds, QueueDump{Target: Target{Scope: Scope(a%4 + 1), Server: n(a), Partition: n(b), Volume: n(c)}, Level: Level(c % 3), By: "fuzz"})
 		case 1:
@@ -41,6 +41,12 @@ func commandsFrom(data []byte) []Command {
 			cmds = append(cmds, StartMaster{Node: n(a), Addr: "127.0.0.1:7400"})
 		case 6:
 			cmds = append(cmds, Report{Slave: slaves[int(a)%3], ID: id, End: StateDone})
+		case 7:
+			cmds = append(cmds, GenLabel{Slave: slaves[int(a)%3], Job: id, Name: fmt.Sprintf("A%05d", c%4)})
+		case 8:
+			label := fmt.Sprintf("athena-%s-%06d", JobPrefix(scriptJournal.ID), int(c)%5)
+			cmds = append(cmds, Report{Slave: slaves[int(a)%3], Seq: uint64(c), ID: id,
+				Dump: &Dump{Server: n(a), Partition: n(b), Volume: "v", DumpDate: int64(c), Tapes: []string{label}}, End: JobState(b%2) * StateDone})
 		}
 	}
 	return cmds

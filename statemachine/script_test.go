@@ -85,6 +85,10 @@ func runScript(t *testing.T, path string) []byte {
 		case "state":
 			writeState(&out, s)
 			continue
+		case "validatetape":
+			v, why := s.ValidateTape(JobID(args["id"]), args["label"])
+			fmt.Fprintf(&out, "  verdict %s (writable %v): %s\n", v, v.Writable(), why)
+			continue
 		case "pending":
 			for _, e := range Pending(s) {
 				fmt.Fprintf(&out, "  pending %s\n", fmtEffect(e))
@@ -203,6 +207,10 @@ func scriptCommand(verb string, a map[string]string) (Command, error) {
 		return RegisterSlave{Slave: sl}, nil
 	case "schedule":
 		return Schedule{}, nil
+	case "genlabel":
+		return GenLabel{Slave: a["slave"], Job: JobID(a["id"]), Name: a["name"]}, nil
+	case "validatelabel":
+		return ValidateLabel{Slave: a["slave"], Job: JobID(a["id"]), Label: a["label"]}, nil
 	case "report":
 		r := Report{Slave: a["slave"], Seq: num("seq"), ID: JobID(a["id"]), Volumes: int(num("volumes")), Bytes: int64(num("bytes")), Why: a["why"]}
 		switch a["end"] {

@@ -22,18 +22,19 @@ const RecentJobs = 256
 // State is what decisions need. It is changed only by Apply. Its zero value
 // is not usable: start from NewState or RestoreSnapshot.
 type State struct {
-	Journal JournalInfo         `msgpack:"journal"`
-	Prefix  string              `msgpack:"prefix"`  // job ID prefix of this journal
-	Applied uint64              `msgpack:"applied"` // last journal index applied
-	Master  Master              `msgpack:"master"`  // current incarnation
-	NextJob uint64              `msgpack:"next_job"`
-	Jobs    map[JobID]*Job      `msgpack:"jobs"`   // jobs that have not ended
-	Recent  []Job               `msgpack:"recent"` // ended jobs, oldest first, at most RecentJobs
-	Slaves  map[string]*Slave   `msgpack:"slaves"`
-	Tapes   map[string]*Tape    `msgpack:"tapes"`
-	Volumes map[string]*Volume  `msgpack:"volumes"` // by VolumeKey
-	Ended   map[JobState]uint64 `msgpack:"ended"`   // count of jobs ended, by final state
-	Queued  uint64              `msgpack:"queued"`  // count of jobs ever queued
+	Journal  JournalInfo         `msgpack:"journal"`
+	Prefix   string              `msgpack:"prefix"`  // job ID prefix of this journal
+	Applied  uint64              `msgpack:"applied"` // last journal index applied
+	Master   Master              `msgpack:"master"`  // current incarnation
+	NextJob  uint64              `msgpack:"next_job"`
+	Jobs     map[JobID]*Job      `msgpack:"jobs"`   // jobs that have not ended
+	Recent   []Job               `msgpack:"recent"` // ended jobs, oldest first, at most RecentJobs
+	Slaves   map[string]*Slave   `msgpack:"slaves"`
+	Tapes    map[string]*Tape    `msgpack:"tapes"`
+	Volumes  map[string]*Volume  `msgpack:"volumes"`   // by VolumeKey
+	Ended    map[JobState]uint64 `msgpack:"ended"`     // count of jobs ended, by final state
+	Queued   uint64              `msgpack:"queued"`    // count of jobs ever queued
+	NextTape uint64              `msgpack:"next_tape"` // sequence of the next tape label
 
 	// active counts the jobs in Jobs by state. It is derived (rebuilt by
 	// RestoreSnapshot), kept so that metrics need not walk every job.
@@ -67,15 +68,16 @@ func (s *State) NeedsSchedule() bool {
 // NewState returns the state of a journal that holds only its identity record.
 func NewState(j JournalInfo) *State {
 	return &State{
-		Journal: j,
-		Prefix:  JobPrefix(j.ID),
-		Applied: 1, // index 1 is the journal's identity record
-		NextJob: 1,
-		Jobs:    map[JobID]*Job{},
-		Slaves:  map[string]*Slave{},
-		Tapes:   map[string]*Tape{},
-		Volumes: map[string]*Volume{},
-		Ended:   map[JobState]uint64{},
+		Journal:  j,
+		Prefix:   JobPrefix(j.ID),
+		Applied:  1, // index 1 is the journal's identity record
+		NextJob:  1,
+		NextTape: 1,
+		Jobs:     map[JobID]*Job{},
+		Slaves:   map[string]*Slave{},
+		Tapes:    map[string]*Tape{},
+		Volumes:  map[string]*Volume{},
+		Ended:    map[JobState]uint64{},
 	}
 }
 
@@ -160,18 +162,19 @@ func cmpUint(a, b uint64) int {
 // snapshot is the encoded form of State: every map as a slice sorted by
 // key, because msgpack encodes Go maps in iteration order.
 type snapshot struct {
-	Journal JournalInfo `msgpack:"journal"`
-	Prefix  string      `msgpack:"prefix"`
-	Applied uint64      `msgpack:"applied"`
-	Master  Master      `msgpack:"master"`
-	NextJob uint64      `msgpack:"next_job"`
-	Jobs    []Job       `msgpack:"jobs"`
-	Recent  []Job       `msgpack:"recent"`
-	Slaves  []Slave     `msgpack:"slaves"`
-	Tapes   []Tape      `msgpack:"tapes"`
-	Volumes []Volume    `msgpack:"volumes"`
-	Ended   []uint64    `msgpack:"ended"` // indexed by JobState
-	Queued  uint64      `msgpack:"queued"`
+	Journal  JournalInfo `msgpack:"journal"`
+	Prefix   string      `msgpack:"prefix"`
+	Applied  uint64      `msgpack:"applied"`
+	Master   Master      `msgpack:"master"`
+	NextJob  uint64      `msgpack:"next_job"`
+	Jobs     []Job       `msgpack:"jobs"`
+	Recent   []Job       `msgpack:"recent"`
+	Slaves   []Slave     `msgpack:"slaves"`
+	Tapes    []Tape      `msgpack:"tapes"`
+	Volumes  []Volume    `msgpack:"volumes"`
+	Ended    []uint64    `msgpack:"ended"` // indexed by JobState
+	Queued   uint64      `msgpack:"queued"`
+	NextTape uint64      `msgpack:"next_tape"`
 }
 
 func sortedValues[K cmp.Ordered, V any](m map[K]*V) []V {
@@ -188,7 +191,7 @@ func sortedValues[K cmp.Ordered, V any](m map[K]*V) []V {
 func (s *State) Snapshot() ([]byte, error) {
 	snap := snapshot{
 		Journal: s.Journal, Prefix: s.Prefix, Applied: s.Applied, Master: s.Master,
-		NextJob: s.NextJob, Recent: s.Recent, Queued: s.Queued,
+		NextJob: s.NextJob, Recent: s.Recent, Queued: s.Queued, NextTape: s.NextTape,
 		Jobs:    sortedValues(s.Jobs),
 		Slaves:  sortedValues(s.Slaves),
 		Tapes:   sortedValues(s.Tapes),
@@ -221,7 +224,7 @@ func RestoreSnapshot(b []byte) (*State, error) {
 		return nil, fmt.Errorf("statemachine: restore snapshot: job prefix %q does not belong to journal %s", snap.Prefix, snap.Journal.ID)
 	}
 	s := NewState(snap.Journal)
-	s.Applied, s.Master, s.NextJob, s.Recent, s.Queued = snap.Applied, snap.Master, snap.NextJob, snap.Recent, snap.Queued
+	s.Applied, s.Master, s.NextJob, s.Recent, s.Queued, s.NextTape = snap.Applied, snap.Master, snap.NextJob, snap.Recent, snap.Queued, snap.NextTape
 	for i := range snap.Jobs {
 		j := &snap.Jobs[i]
 		s.Jobs[j.ID] = j

@@ -6,7 +6,9 @@ import (
 )
 
 func TestPlanRestore(t *testing.T) {
-	d := func(date, incr int64) Dump { return Dump{Volume: "v", DumpDate: date, IncrementDate: incr, Tapes: []string{fmt.Sprint(date)}} }
+	d := func(date, incr int64) Dump {
+		return Dump{Volume: "v", DumpDate: date, IncrementDate: incr, Tapes: []string{fmt.Sprint(date)}}
+	}
 	history := []Dump{
 		d(500, 100), // since the first full: it also covers 400..500, so it chains after the newer full
 		d(100, 0),   // full

@@ -24,6 +24,418 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ReportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Server        string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"` // empty: all
+	Partition     string                 `protobuf:"bytes,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Volume        string                 `protobuf:"bytes,3,opt,name=volume,proto3" json:"volume,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportRequest) Reset() {
+	*x = ReportRequest{}
+	mi := &file_api_abs_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportRequest) ProtoMessage() {}
+
+func (x *ReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
+func (*ReportRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReportRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *ReportRequest) GetPartition() string {
+	if x != nil {
+		return x.Partition
+	}
+	return ""
+}
+
+func (x *ReportRequest) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+type ListVolumesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesRequest) Reset() {
+	*x = ListVolumesRequest{}
+	mi := &file_api_abs_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesRequest) ProtoMessage() {}
+
+func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
+func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{1}
+}
+
+type VolumeInfo struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Server           string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	Partition        string                 `protobuf:"bytes,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Volume           string                 `protobuf:"bytes,3,opt,name=volume,proto3" json:"volume,omitempty"`
+	LastFullUnixNano int64                  `protobuf:"varint,4,opt,name=last_full_unix_nano,json=lastFullUnixNano,proto3" json:"last_full_unix_nano,omitempty"`
+	LastDumpUnixNano int64                  `protobuf:"varint,5,opt,name=last_dump_unix_nano,json=lastDumpUnixNano,proto3" json:"last_dump_unix_nano,omitempty"`
+	Dumps            uint32                 `protobuf:"varint,6,opt,name=dumps,proto3" json:"dumps,omitempty"`
+	LastJob          string                 `protobuf:"bytes,7,opt,name=last_job,json=lastJob,proto3" json:"last_job,omitempty"`
+	LastTape         string                 `protobuf:"bytes,8,opt,name=last_tape,json=lastTape,proto3" json:"last_tape,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *VolumeInfo) Reset() {
+	*x = VolumeInfo{}
+	mi := &file_api_abs_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeInfo) ProtoMessage() {}
+
+func (x *VolumeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeInfo.ProtoReflect.Descriptor instead.
+func (*VolumeInfo) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *VolumeInfo) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *VolumeInfo) GetPartition() string {
+	if x != nil {
+		return x.Partition
+	}
+	return ""
+}
+
+func (x *VolumeInfo) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *VolumeInfo) GetLastFullUnixNano() int64 {
+	if x != nil {
+		return x.LastFullUnixNano
+	}
+	return 0
+}
+
+func (x *VolumeInfo) GetLastDumpUnixNano() int64 {
+	if x != nil {
+		return x.LastDumpUnixNano
+	}
+	return 0
+}
+
+func (x *VolumeInfo) GetDumps() uint32 {
+	if x != nil {
+		return x.Dumps
+	}
+	return 0
+}
+
+func (x *VolumeInfo) GetLastJob() string {
+	if x != nil {
+		return x.LastJob
+	}
+	return ""
+}
+
+func (x *VolumeInfo) GetLastTape() string {
+	if x != nil {
+		return x.LastTape
+	}
+	return ""
+}
+
+type ListVolumesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volumes       []*VolumeInfo          `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesResponse) Reset() {
+	*x = ListVolumesResponse{}
+	mi := &file_api_abs_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesResponse) ProtoMessage() {}
+
+func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
+func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListVolumesResponse) GetVolumes() []*VolumeInfo {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type ListTapesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTapesRequest) Reset() {
+	*x = ListTapesRequest{}
+	mi := &file_api_abs_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTapesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTapesRequest) ProtoMessage() {}
+
+func (x *ListTapesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTapesRequest.ProtoReflect.Descriptor instead.
+func (*ListTapesRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{4}
+}
+
+type TapeInfo struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Label             string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	Name              string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`   // external name
+	State             string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"` // reserved | valid | expired
+	Job               string                 `protobuf:"bytes,4,opt,name=job,proto3" json:"job,omitempty"`     // the job writing it, while reserved
+	Slave             string                 `protobuf:"bytes,5,opt,name=slave,proto3" json:"slave,omitempty"`
+	Files             uint32                 `protobuf:"varint,6,opt,name=files,proto3" json:"files,omitempty"`
+	UpdatedAtUnixNano int64                  `protobuf:"varint,7,opt,name=updated_at_unix_nano,json=updatedAtUnixNano,proto3" json:"updated_at_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *TapeInfo) Reset() {
+	*x = TapeInfo{}
+	mi := &file_api_abs_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TapeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TapeInfo) ProtoMessage() {}
+
+func (x *TapeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TapeInfo.ProtoReflect.Descriptor instead.
+func (*TapeInfo) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *TapeInfo) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *TapeInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TapeInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *TapeInfo) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *TapeInfo) GetSlave() string {
+	if x != nil {
+		return x.Slave
+	}
+	return ""
+}
+
+func (x *TapeInfo) GetFiles() uint32 {
+	if x != nil {
+		return x.Files
+	}
+	return 0
+}
+
+func (x *TapeInfo) GetUpdatedAtUnixNano() int64 {
+	if x != nil {
+		return x.UpdatedAtUnixNano
+	}
+	return 0
+}
+
+type ListTapesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tapes         []*TapeInfo            `protobuf:"bytes,1,rep,name=tapes,proto3" json:"tapes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTapesResponse) Reset() {
+	*x = ListTapesResponse{}
+	mi := &file_api_abs_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTapesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTapesResponse) ProtoMessage() {}
+
+func (x *ListTapesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTapesResponse.ProtoReflect.Descriptor instead.
+func (*ListTapesResponse) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListTapesResponse) GetTapes() []*TapeInfo {
+	if x != nil {
+		return x.Tapes
+	}
+	return nil
+}
+
 type ListSlavesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -32,7 +444,7 @@ type ListSlavesRequest struct {
 
 func (x *ListSlavesRequest) Reset() {
 	*x = ListSlavesRequest{}
-	mi := &file_api_abs_proto_msgTypes[0]
+	mi := &file_api_abs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +456,7 @@ func (x *ListSlavesRequest) String() string {
 func (*ListSlavesRequest) ProtoMessage() {}
 
 func (x *ListSlavesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[0]
+	mi := &file_api_abs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +469,7 @@ func (x *ListSlavesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSlavesRequest.ProtoReflect.Descriptor instead.
 func (*ListSlavesRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{0}
+	return file_api_abs_proto_rawDescGZIP(), []int{7}
 }
 
 type SlaveInfo struct {
@@ -75,7 +487,7 @@ type SlaveInfo struct {
 
 func (x *SlaveInfo) Reset() {
 	*x = SlaveInfo{}
-	mi := &file_api_abs_proto_msgTypes[1]
+	mi := &file_api_abs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -87,7 +499,7 @@ func (x *SlaveInfo) String() string {
 func (*SlaveInfo) ProtoMessage() {}
 
 func (x *SlaveInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[1]
+	mi := &file_api_abs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -100,7 +512,7 @@ func (x *SlaveInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlaveInfo.ProtoReflect.Descriptor instead.
 func (*SlaveInfo) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{1}
+	return file_api_abs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SlaveInfo) GetName() string {
@@ -161,7 +573,7 @@ type ListSlavesResponse struct {
 
 func (x *ListSlavesResponse) Reset() {
 	*x = ListSlavesResponse{}
-	mi := &file_api_abs_proto_msgTypes[2]
+	mi := &file_api_abs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -173,7 +585,7 @@ func (x *ListSlavesResponse) String() string {
 func (*ListSlavesResponse) ProtoMessage() {}
 
 func (x *ListSlavesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[2]
+	mi := &file_api_abs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -186,7 +598,7 @@ func (x *ListSlavesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSlavesResponse.ProtoReflect.Descriptor instead.
 func (*ListSlavesResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{2}
+	return file_api_abs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListSlavesResponse) GetSlaves() []*SlaveInfo {
@@ -208,7 +620,7 @@ type Target struct {
 
 func (x *Target) Reset() {
 	*x = Target{}
-	mi := &file_api_abs_proto_msgTypes[3]
+	mi := &file_api_abs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -220,7 +632,7 @@ func (x *Target) String() string {
 func (*Target) ProtoMessage() {}
 
 func (x *Target) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[3]
+	mi := &file_api_abs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -233,7 +645,7 @@ func (x *Target) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Target.ProtoReflect.Descriptor instead.
 func (*Target) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{3}
+	return file_api_abs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Target) GetScope() string {
@@ -274,7 +686,7 @@ type DumpRequest struct {
 
 func (x *DumpRequest) Reset() {
 	*x = DumpRequest{}
-	mi := &file_api_abs_proto_msgTypes[4]
+	mi := &file_api_abs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -286,7 +698,7 @@ func (x *DumpRequest) String() string {
 func (*DumpRequest) ProtoMessage() {}
 
 func (x *DumpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[4]
+	mi := &file_api_abs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -299,7 +711,7 @@ func (x *DumpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpRequest.ProtoReflect.Descriptor instead.
 func (*DumpRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{4}
+	return file_api_abs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DumpRequest) GetTarget() *Target {
@@ -339,7 +751,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_api_abs_proto_msgTypes[5]
+	mi := &file_api_abs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +763,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[5]
+	mi := &file_api_abs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +776,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{5}
+	return file_api_abs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Job) GetId() string {
@@ -486,7 +898,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_api_abs_proto_msgTypes[6]
+	mi := &file_api_abs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +910,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[6]
+	mi := &file_api_abs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +923,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{6}
+	return file_api_abs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListJobsRequest) GetAll() bool {
@@ -546,7 +958,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_api_abs_proto_msgTypes[7]
+	mi := &file_api_abs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +970,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[7]
+	mi := &file_api_abs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +983,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{7}
+	return file_api_abs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -597,7 +1009,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_api_abs_proto_msgTypes[8]
+	mi := &file_api_abs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +1021,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[8]
+	mi := &file_api_abs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +1034,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{8}
+	return file_api_abs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -641,7 +1053,7 @@ type AbortRequest struct {
 
 func (x *AbortRequest) Reset() {
 	*x = AbortRequest{}
-	mi := &file_api_abs_proto_msgTypes[9]
+	mi := &file_api_abs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +1065,7 @@ func (x *AbortRequest) String() string {
 func (*AbortRequest) ProtoMessage() {}
 
 func (x *AbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[9]
+	mi := &file_api_abs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +1078,7 @@ func (x *AbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRequest.ProtoReflect.Descriptor instead.
 func (*AbortRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{9}
+	return file_api_abs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AbortRequest) GetId() string {
@@ -684,7 +1096,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_api_abs_proto_msgTypes[10]
+	mi := &file_api_abs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +1108,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[10]
+	mi := &file_api_abs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +1121,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{10}
+	return file_api_abs_proto_rawDescGZIP(), []int{17}
 }
 
 type StatusResponse struct {
@@ -737,7 +1149,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_api_abs_proto_msgTypes[11]
+	mi := &file_api_abs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +1161,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[11]
+	mi := &file_api_abs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +1174,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{11}
+	return file_api_abs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StatusResponse) GetRealm() string {
@@ -884,6 +1296,982 @@ func (x *StatusResponse) GetJobPrefix() string {
 	return ""
 }
 
+type ValidateTapeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Slave         string                 `protobuf:"bytes,1,opt,name=slave,proto3" json:"slave,omitempty"`
+	Job           string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Label         string                 `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`         // the label read from the medium; "" when blank
+	Cartridge     string                 `protobuf:"bytes,4,opt,name=cartridge,proto3" json:"cartridge,omitempty"` // external name, for messages
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateTapeRequest) Reset() {
+	*x = ValidateTapeRequest{}
+	mi := &file_api_abs_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateTapeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateTapeRequest) ProtoMessage() {}
+
+func (x *ValidateTapeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateTapeRequest.ProtoReflect.Descriptor instead.
+func (*ValidateTapeRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ValidateTapeRequest) GetSlave() string {
+	if x != nil {
+		return x.Slave
+	}
+	return ""
+}
+
+func (x *ValidateTapeRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *ValidateTapeRequest) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *ValidateTapeRequest) GetCartridge() string {
+	if x != nil {
+		return x.Cartridge
+	}
+	return ""
+}
+
+type ValidateTapeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Verdict       string                 `protobuf:"bytes,1,opt,name=verdict,proto3" json:"verdict,omitempty"` // blank | mine | valid | reserved | unknown | expired
+	Writable      bool                   `protobuf:"varint,2,opt,name=writable,proto3" json:"writable,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateTapeResponse) Reset() {
+	*x = ValidateTapeResponse{}
+	mi := &file_api_abs_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateTapeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateTapeResponse) ProtoMessage() {}
+
+func (x *ValidateTapeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateTapeResponse.ProtoReflect.Descriptor instead.
+func (*ValidateTapeResponse) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ValidateTapeResponse) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *ValidateTapeResponse) GetWritable() bool {
+	if x != nil {
+		return x.Writable
+	}
+	return false
+}
+
+func (x *ValidateTapeResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type GenLabelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Slave         string                 `protobuf:"bytes,1,opt,name=slave,proto3" json:"slave,omitempty"`
+	Job           string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Cartridge     string                 `protobuf:"bytes,3,opt,name=cartridge,proto3" json:"cartridge,omitempty"` // external name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenLabelRequest) Reset() {
+	*x = GenLabelRequest{}
+	mi := &file_api_abs_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenLabelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenLabelRequest) ProtoMessage() {}
+
+func (x *GenLabelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenLabelRequest.ProtoReflect.Descriptor instead.
+func (*GenLabelRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GenLabelRequest) GetSlave() string {
+	if x != nil {
+		return x.Slave
+	}
+	return ""
+}
+
+func (x *GenLabelRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *GenLabelRequest) GetCartridge() string {
+	if x != nil {
+		return x.Cartridge
+	}
+	return ""
+}
+
+type GenLabelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Label         string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	Realm         string                 `protobuf:"bytes,2,opt,name=realm,proto3" json:"realm,omitempty"`
+	Origin        string                 `protobuf:"bytes,3,opt,name=origin,proto3" json:"origin,omitempty"` // the master's journal ID
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenLabelResponse) Reset() {
+	*x = GenLabelResponse{}
+	mi := &file_api_abs_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenLabelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenLabelResponse) ProtoMessage() {}
+
+func (x *GenLabelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenLabelResponse.ProtoReflect.Descriptor instead.
+func (*GenLabelResponse) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GenLabelResponse) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *GenLabelResponse) GetRealm() string {
+	if x != nil {
+		return x.Realm
+	}
+	return ""
+}
+
+func (x *GenLabelResponse) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+type ValidateLabelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Slave         string                 `protobuf:"bytes,1,opt,name=slave,proto3" json:"slave,omitempty"`
+	Job           string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Label         string                 `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateLabelRequest) Reset() {
+	*x = ValidateLabelRequest{}
+	mi := &file_api_abs_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateLabelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateLabelRequest) ProtoMessage() {}
+
+func (x *ValidateLabelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateLabelRequest.ProtoReflect.Descriptor instead.
+func (*ValidateLabelRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ValidateLabelRequest) GetSlave() string {
+	if x != nil {
+		return x.Slave
+	}
+	return ""
+}
+
+func (x *ValidateLabelRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *ValidateLabelRequest) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+type ValidateLabelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateLabelResponse) Reset() {
+	*x = ValidateLabelResponse{}
+	mi := &file_api_abs_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateLabelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateLabelResponse) ProtoMessage() {}
+
+func (x *ValidateLabelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateLabelResponse.ProtoReflect.Descriptor instead.
+func (*ValidateLabelResponse) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{24}
+}
+
+// DumpRecord is one volume written to tape.
+type DumpRecord struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Volume                string                 `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
+	Server                string                 `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
+	Partition             string                 `protobuf:"bytes,3,opt,name=partition,proto3" json:"partition,omitempty"`
+	DumpDateUnixNano      int64                  `protobuf:"varint,4,opt,name=dump_date_unix_nano,json=dumpDateUnixNano,proto3" json:"dump_date_unix_nano,omitempty"`
+	IncrementDateUnixNano int64                  `protobuf:"varint,5,opt,name=increment_date_unix_nano,json=incrementDateUnixNano,proto3" json:"increment_date_unix_nano,omitempty"` // 0 for a full dump
+	Tapes                 []string               `protobuf:"bytes,6,rep,name=tapes,proto3" json:"tapes,omitempty"`                                                                   // labels, in order (a dump may span tapes)
+	File                  uint32                 `protobuf:"varint,7,opt,name=file,proto3" json:"file,omitempty"`                                                                    // tape file number on the first tape
+	Bytes                 int64                  `protobuf:"varint,8,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Sha256                string                 `protobuf:"bytes,9,opt,name=sha256,proto3" json:"sha256,omitempty"` // of the whole dump stream
+	Job                   string                 `protobuf:"bytes,10,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *DumpRecord) Reset() {
+	*x = DumpRecord{}
+	mi := &file_api_abs_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DumpRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DumpRecord) ProtoMessage() {}
+
+func (x *DumpRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DumpRecord.ProtoReflect.Descriptor instead.
+func (*DumpRecord) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DumpRecord) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *DumpRecord) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *DumpRecord) GetPartition() string {
+	if x != nil {
+		return x.Partition
+	}
+	return ""
+}
+
+func (x *DumpRecord) GetDumpDateUnixNano() int64 {
+	if x != nil {
+		return x.DumpDateUnixNano
+	}
+	return 0
+}
+
+func (x *DumpRecord) GetIncrementDateUnixNano() int64 {
+	if x != nil {
+		return x.IncrementDateUnixNano
+	}
+	return 0
+}
+
+func (x *DumpRecord) GetTapes() []string {
+	if x != nil {
+		return x.Tapes
+	}
+	return nil
+}
+
+func (x *DumpRecord) GetFile() uint32 {
+	if x != nil {
+		return x.File
+	}
+	return 0
+}
+
+func (x *DumpRecord) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *DumpRecord) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *DumpRecord) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+type DumpCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Slave         string                 `protobuf:"bytes,1,opt,name=slave,proto3" json:"slave,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Job           string                 `protobuf:"bytes,3,opt,name=job,proto3" json:"job,omitempty"`
+	Dump          *DumpRecord            `protobuf:"bytes,4,opt,name=dump,proto3" json:"dump,omitempty"`
+	Volumes       int64                  `protobuf:"varint,5,opt,name=volumes,proto3" json:"volumes,omitempty"` // progress so far
+	Bytes         int64                  `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DumpCheckpointRequest) Reset() {
+	*x = DumpCheckpointRequest{}
+	mi := &file_api_abs_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DumpCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DumpCheckpointRequest) ProtoMessage() {}
+
+func (x *DumpCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DumpCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*DumpCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DumpCheckpointRequest) GetSlave() string {
+	if x != nil {
+		return x.Slave
+	}
+	return ""
+}
+
+func (x *DumpCheckpointRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *DumpCheckpointRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *DumpCheckpointRequest) GetDump() *DumpRecord {
+	if x != nil {
+		return x.Dump
+	}
+	return nil
+}
+
+func (x *DumpCheckpointRequest) GetVolumes() int64 {
+	if x != nil {
+		return x.Volumes
+	}
+	return 0
+}
+
+func (x *DumpCheckpointRequest) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type JobStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Slave         string                 `protobuf:"bytes,1,opt,name=slave,proto3" json:"slave,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Job           string                 `protobuf:"bytes,3,opt,name=job,proto3" json:"job,omitempty"`
+	Volumes       int64                  `protobuf:"varint,4,opt,name=volumes,proto3" json:"volumes,omitempty"`
+	Bytes         int64                  `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Note          string                 `protobuf:"bytes,6,opt,name=note,proto3" json:"note,omitempty"` // e.g. "waiting for a blank tape"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobStatusRequest) Reset() {
+	*x = JobStatusRequest{}
+	mi := &file_api_abs_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobStatusRequest) ProtoMessage() {}
+
+func (x *JobStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobStatusRequest.ProtoReflect.Descriptor instead.
+func (*JobStatusRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *JobStatusRequest) GetSlave() string {
+	if x != nil {
+		return x.Slave
+	}
+	return ""
+}
+
+func (x *JobStatusRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *JobStatusRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *JobStatusRequest) GetVolumes() int64 {
+	if x != nil {
+		return x.Volumes
+	}
+	return 0
+}
+
+func (x *JobStatusRequest) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *JobStatusRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type JobDoneRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Slave         string                 `protobuf:"bytes,1,opt,name=slave,proto3" json:"slave,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Job           string                 `protobuf:"bytes,3,opt,name=job,proto3" json:"job,omitempty"`
+	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"` // done | failed | aborted
+	Why           string                 `protobuf:"bytes,5,opt,name=why,proto3" json:"why,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobDoneRequest) Reset() {
+	*x = JobDoneRequest{}
+	mi := &file_api_abs_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobDoneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobDoneRequest) ProtoMessage() {}
+
+func (x *JobDoneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobDoneRequest.ProtoReflect.Descriptor instead.
+func (*JobDoneRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *JobDoneRequest) GetSlave() string {
+	if x != nil {
+		return x.Slave
+	}
+	return ""
+}
+
+func (x *JobDoneRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *JobDoneRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *JobDoneRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *JobDoneRequest) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
+type ReportAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Duplicate     bool                   `protobuf:"varint,1,opt,name=duplicate,proto3" json:"duplicate,omitempty"` // the seq was already applied: nothing changed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportAck) Reset() {
+	*x = ReportAck{}
+	mi := &file_api_abs_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportAck) ProtoMessage() {}
+
+func (x *ReportAck) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportAck.ProtoReflect.Descriptor instead.
+func (*ReportAck) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ReportAck) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+// VolumeSince is the increment date of one volume for an incremental dump.
+type VolumeSince struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Server        string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	Partition     string                 `protobuf:"bytes,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Volume        string                 `protobuf:"bytes,3,opt,name=volume,proto3" json:"volume,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,4,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"` // dump date of its latest dump
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeSince) Reset() {
+	*x = VolumeSince{}
+	mi := &file_api_abs_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeSince) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeSince) ProtoMessage() {}
+
+func (x *VolumeSince) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeSince.ProtoReflect.Descriptor instead.
+func (*VolumeSince) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *VolumeSince) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *VolumeSince) GetPartition() string {
+	if x != nil {
+		return x.Partition
+	}
+	return ""
+}
+
+func (x *VolumeSince) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *VolumeSince) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+type BackupRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Job    string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Target *Target                `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Level  string                 `protobuf:"bytes,3,opt,name=level,proto3" json:"level,omitempty"` // full | incremental | "" (auto)
+	// For incremental and auto dumps: the increment date of every volume the
+	// master has dumped under the target. A volume not listed gets a full dump.
+	Since         []*VolumeSince `protobuf:"bytes,4,rep,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_api_abs_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *BackupRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *BackupRequest) GetTarget() *Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *BackupRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *BackupRequest) GetSince() []*VolumeSince {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+type SlaveAbortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SlaveAbortRequest) Reset() {
+	*x = SlaveAbortRequest{}
+	mi := &file_api_abs_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlaveAbortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlaveAbortRequest) ProtoMessage() {}
+
+func (x *SlaveAbortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlaveAbortRequest.ProtoReflect.Descriptor instead.
+func (*SlaveAbortRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SlaveAbortRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+type Queued struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Already       bool                   `protobuf:"varint,1,opt,name=already,proto3" json:"already,omitempty"` // the order was already queued (a repeat)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Queued) Reset() {
+	*x = Queued{}
+	mi := &file_api_abs_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Queued) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Queued) ProtoMessage() {}
+
+func (x *Queued) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Queued.ProtoReflect.Descriptor instead.
+func (*Queued) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Queued) GetAlready() bool {
+	if x != nil {
+		return x.Already
+	}
+	return false
+}
+
 type Reach struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Server        string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
@@ -895,7 +2283,7 @@ type Reach struct {
 
 func (x *Reach) Reset() {
 	*x = Reach{}
-	mi := &file_api_abs_proto_msgTypes[12]
+	mi := &file_api_abs_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +2295,7 @@ func (x *Reach) String() string {
 func (*Reach) ProtoMessage() {}
 
 func (x *Reach) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[12]
+	mi := &file_api_abs_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +2308,7 @@ func (x *Reach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reach.ProtoReflect.Descriptor instead.
 func (*Reach) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{12}
+	return file_api_abs_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Reach) GetServer() string {
@@ -959,7 +2347,7 @@ type RegisterDeviceRequest struct {
 
 func (x *RegisterDeviceRequest) Reset() {
 	*x = RegisterDeviceRequest{}
-	mi := &file_api_abs_proto_msgTypes[13]
+	mi := &file_api_abs_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +2359,7 @@ func (x *RegisterDeviceRequest) String() string {
 func (*RegisterDeviceRequest) ProtoMessage() {}
 
 func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[13]
+	mi := &file_api_abs_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +2372,7 @@ func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{13}
+	return file_api_abs_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RegisterDeviceRequest) GetName() string {
@@ -1047,7 +2435,7 @@ type RegisterDeviceResponse struct {
 
 func (x *RegisterDeviceResponse) Reset() {
 	*x = RegisterDeviceResponse{}
-	mi := &file_api_abs_proto_msgTypes[14]
+	mi := &file_api_abs_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +2447,7 @@ func (x *RegisterDeviceResponse) String() string {
 func (*RegisterDeviceResponse) ProtoMessage() {}
 
 func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[14]
+	mi := &file_api_abs_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +2460,7 @@ func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{14}
+	return file_api_abs_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RegisterDeviceResponse) GetJournalId() string {
@@ -1100,7 +2488,35 @@ var File_api_abs_proto protoreflect.FileDescriptor
 
 const file_api_abs_proto_rawDesc = "" +
 	"\n" +
-	"\rapi/abs.proto\x12\x06abs.v1\"\x13\n" +
+	"\rapi/abs.proto\x12\x06abs.v1\"]\n" +
+	"\rReportRequest\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\tR\tpartition\x12\x16\n" +
+	"\x06volume\x18\x03 \x01(\tR\x06volume\"\x14\n" +
+	"\x12ListVolumesRequest\"\x86\x02\n" +
+	"\n" +
+	"VolumeInfo\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\tR\tpartition\x12\x16\n" +
+	"\x06volume\x18\x03 \x01(\tR\x06volume\x12-\n" +
+	"\x13last_full_unix_nano\x18\x04 \x01(\x03R\x10lastFullUnixNano\x12-\n" +
+	"\x13last_dump_unix_nano\x18\x05 \x01(\x03R\x10lastDumpUnixNano\x12\x14\n" +
+	"\x05dumps\x18\x06 \x01(\rR\x05dumps\x12\x19\n" +
+	"\blast_job\x18\a \x01(\tR\alastJob\x12\x1b\n" +
+	"\tlast_tape\x18\b \x01(\tR\blastTape\"C\n" +
+	"\x13ListVolumesResponse\x12,\n" +
+	"\avolumes\x18\x01 \x03(\v2\x12.abs.v1.VolumeInfoR\avolumes\"\x12\n" +
+	"\x10ListTapesRequest\"\xb9\x01\n" +
+	"\bTapeInfo\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x10\n" +
+	"\x03job\x18\x04 \x01(\tR\x03job\x12\x14\n" +
+	"\x05slave\x18\x05 \x01(\tR\x05slave\x12\x14\n" +
+	"\x05files\x18\x06 \x01(\rR\x05files\x12/\n" +
+	"\x14updated_at_unix_nano\x18\a \x01(\x03R\x11updatedAtUnixNano\";\n" +
+	"\x11ListTapesResponse\x12&\n" +
+	"\x05tapes\x18\x01 \x03(\v2\x10.abs.v1.TapeInfoR\x05tapes\"\x13\n" +
 	"\x11ListSlavesRequest\"\xdb\x01\n" +
 	"\tSlaveInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -1174,7 +2590,78 @@ const file_api_abs_proto_rawDesc = "" +
 	"job_prefix\x18\x11 \x01(\tR\tjobPrefix\x1a>\n" +
 	"\x10JobsByStateEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"W\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"q\n" +
+	"\x13ValidateTapeRequest\x12\x14\n" +
+	"\x05slave\x18\x01 \x01(\tR\x05slave\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
+	"\x05label\x18\x03 \x01(\tR\x05label\x12\x1c\n" +
+	"\tcartridge\x18\x04 \x01(\tR\tcartridge\"d\n" +
+	"\x14ValidateTapeResponse\x12\x18\n" +
+	"\averdict\x18\x01 \x01(\tR\averdict\x12\x1a\n" +
+	"\bwritable\x18\x02 \x01(\bR\bwritable\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"W\n" +
+	"\x0fGenLabelRequest\x12\x14\n" +
+	"\x05slave\x18\x01 \x01(\tR\x05slave\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\x12\x1c\n" +
+	"\tcartridge\x18\x03 \x01(\tR\tcartridge\"V\n" +
+	"\x10GenLabelResponse\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x14\n" +
+	"\x05realm\x18\x02 \x01(\tR\x05realm\x12\x16\n" +
+	"\x06origin\x18\x03 \x01(\tR\x06origin\"T\n" +
+	"\x14ValidateLabelRequest\x12\x14\n" +
+	"\x05slave\x18\x01 \x01(\tR\x05slave\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
+	"\x05label\x18\x03 \x01(\tR\x05label\"\x17\n" +
+	"\x15ValidateLabelResponse\"\xac\x02\n" +
+	"\n" +
+	"DumpRecord\x12\x16\n" +
+	"\x06volume\x18\x01 \x01(\tR\x06volume\x12\x16\n" +
+	"\x06server\x18\x02 \x01(\tR\x06server\x12\x1c\n" +
+	"\tpartition\x18\x03 \x01(\tR\tpartition\x12-\n" +
+	"\x13dump_date_unix_nano\x18\x04 \x01(\x03R\x10dumpDateUnixNano\x127\n" +
+	"\x18increment_date_unix_nano\x18\x05 \x01(\x03R\x15incrementDateUnixNano\x12\x14\n" +
+	"\x05tapes\x18\x06 \x03(\tR\x05tapes\x12\x12\n" +
+	"\x04file\x18\a \x01(\rR\x04file\x12\x14\n" +
+	"\x05bytes\x18\b \x01(\x03R\x05bytes\x12\x16\n" +
+	"\x06sha256\x18\t \x01(\tR\x06sha256\x12\x10\n" +
+	"\x03job\x18\n" +
+	" \x01(\tR\x03job\"\xa9\x01\n" +
+	"\x15DumpCheckpointRequest\x12\x14\n" +
+	"\x05slave\x18\x01 \x01(\tR\x05slave\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x10\n" +
+	"\x03job\x18\x03 \x01(\tR\x03job\x12&\n" +
+	"\x04dump\x18\x04 \x01(\v2\x12.abs.v1.DumpRecordR\x04dump\x12\x18\n" +
+	"\avolumes\x18\x05 \x01(\x03R\avolumes\x12\x14\n" +
+	"\x05bytes\x18\x06 \x01(\x03R\x05bytes\"\x90\x01\n" +
+	"\x10JobStatusRequest\x12\x14\n" +
+	"\x05slave\x18\x01 \x01(\tR\x05slave\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x10\n" +
+	"\x03job\x18\x03 \x01(\tR\x03job\x12\x18\n" +
+	"\avolumes\x18\x04 \x01(\x03R\avolumes\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x03R\x05bytes\x12\x12\n" +
+	"\x04note\x18\x06 \x01(\tR\x04note\"r\n" +
+	"\x0eJobDoneRequest\x12\x14\n" +
+	"\x05slave\x18\x01 \x01(\tR\x05slave\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x10\n" +
+	"\x03job\x18\x03 \x01(\tR\x03job\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x10\n" +
+	"\x03why\x18\x05 \x01(\tR\x03why\")\n" +
+	"\tReportAck\x12\x1c\n" +
+	"\tduplicate\x18\x01 \x01(\bR\tduplicate\"\x83\x01\n" +
+	"\vVolumeSince\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\tR\tpartition\x12\x16\n" +
+	"\x06volume\x18\x03 \x01(\tR\x06volume\x12&\n" +
+	"\x0fsince_unix_nano\x18\x04 \x01(\x03R\rsinceUnixNano\"\x8a\x01\n" +
+	"\rBackupRequest\x12\x10\n" +
+	"\x03job\x18\x01 \x01(\tR\x03job\x12&\n" +
+	"\x06target\x18\x02 \x01(\v2\x0e.abs.v1.TargetR\x06target\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\tR\x05level\x12)\n" +
+	"\x05since\x18\x04 \x03(\v2\x13.abs.v1.VolumeSinceR\x05since\"%\n" +
+	"\x11SlaveAbortRequest\x12\x10\n" +
+	"\x03job\x18\x01 \x01(\tR\x03job\"\"\n" +
+	"\x06Queued\x12\x18\n" +
+	"\aalready\x18\x01 \x01(\bR\aalready\"W\n" +
 	"\x05Reach\x12\x16\n" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\tR\tpartition\x12\x18\n" +
@@ -1191,7 +2678,7 @@ const file_api_abs_proto_rawDesc = "" +
 	"\n" +
 	"journal_id\x18\x01 \x01(\tR\tjournalId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x14\n" +
-	"\x05realm\x18\x03 \x01(\tR\x05realm2\xd2\x02\n" +
+	"\x05realm\x18\x03 \x01(\tR\x05realm2\x93\x04\n" +
 	"\x0fOperatorService\x12(\n" +
 	"\x04Dump\x12\x13.abs.v1.DumpRequest\x1a\v.abs.v1.Job\x12=\n" +
 	"\bListJobs\x12\x17.abs.v1.ListJobsRequest\x1a\x18.abs.v1.ListJobsResponse\x12,\n" +
@@ -1199,9 +2686,21 @@ const file_api_abs_proto_rawDesc = "" +
 	"\x05Abort\x12\x14.abs.v1.AbortRequest\x1a\v.abs.v1.Job\x127\n" +
 	"\x06Status\x12\x15.abs.v1.StatusRequest\x1a\x16.abs.v1.StatusResponse\x12C\n" +
 	"\n" +
-	"ListSlaves\x12\x19.abs.v1.ListSlavesRequest\x1a\x1a.abs.v1.ListSlavesResponse2`\n" +
+	"ListSlaves\x12\x19.abs.v1.ListSlavesRequest\x1a\x1a.abs.v1.ListSlavesResponse\x125\n" +
+	"\x06Report\x12\x15.abs.v1.ReportRequest\x1a\x12.abs.v1.DumpRecord0\x01\x12F\n" +
+	"\vListVolumes\x12\x1a.abs.v1.ListVolumesRequest\x1a\x1b.abs.v1.ListVolumesResponse\x12@\n" +
+	"\tListTapes\x12\x18.abs.v1.ListTapesRequest\x1a\x19.abs.v1.ListTapesResponse2\xec\x03\n" +
 	"\rMasterService\x12O\n" +
-	"\x0eRegisterDevice\x12\x1d.abs.v1.RegisterDeviceRequest\x1a\x1e.abs.v1.RegisterDeviceResponseB#Z!github.com/abs-backup/abs/api;apib\x06proto3"
+	"\x0eRegisterDevice\x12\x1d.abs.v1.RegisterDeviceRequest\x1a\x1e.abs.v1.RegisterDeviceResponse\x12I\n" +
+	"\fValidateTape\x12\x1b.abs.v1.ValidateTapeRequest\x1a\x1c.abs.v1.ValidateTapeResponse\x12=\n" +
+	"\bGenLabel\x12\x17.abs.v1.GenLabelRequest\x1a\x18.abs.v1.GenLabelResponse\x12L\n" +
+	"\rValidateLabel\x12\x1c.abs.v1.ValidateLabelRequest\x1a\x1d.abs.v1.ValidateLabelResponse\x12B\n" +
+	"\x0eDumpCheckpoint\x12\x1d.abs.v1.DumpCheckpointRequest\x1a\x11.abs.v1.ReportAck\x128\n" +
+	"\tJobStatus\x12\x18.abs.v1.JobStatusRequest\x1a\x11.abs.v1.ReportAck\x124\n" +
+	"\aJobDone\x12\x16.abs.v1.JobDoneRequest\x1a\x11.abs.v1.ReportAck2s\n" +
+	"\fSlaveService\x12/\n" +
+	"\x06Backup\x12\x15.abs.v1.BackupRequest\x1a\x0e.abs.v1.Queued\x122\n" +
+	"\x05Abort\x12\x19.abs.v1.SlaveAbortRequest\x1a\x0e.abs.v1.QueuedB#Z!github.com/abs-backup/abs/api;apib\x06proto3"
 
 var (
 	file_api_abs_proto_rawDescOnce sync.Once
@@ -1215,52 +2714,101 @@ func file_api_abs_proto_rawDescGZIP() []byte {
 	return file_api_abs_proto_rawDescData
 }
 
-var file_api_abs_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_api_abs_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_api_abs_proto_goTypes = []any{
-	(*ListSlavesRequest)(nil),      // 0: abs.v1.ListSlavesRequest
-	(*SlaveInfo)(nil),              // 1: abs.v1.SlaveInfo
-	(*ListSlavesResponse)(nil),     // 2: abs.v1.ListSlavesResponse
-	(*Target)(nil),                 // 3: abs.v1.Target
-	(*DumpRequest)(nil),            // 4: abs.v1.DumpRequest
-	(*Job)(nil),                    // 5: abs.v1.Job
-	(*ListJobsRequest)(nil),        // 6: abs.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 7: abs.v1.ListJobsResponse
-	(*GetJobRequest)(nil),          // 8: abs.v1.GetJobRequest
-	(*AbortRequest)(nil),           // 9: abs.v1.AbortRequest
-	(*StatusRequest)(nil),          // 10: abs.v1.StatusRequest
-	(*StatusResponse)(nil),         // 11: abs.v1.StatusResponse
-	(*Reach)(nil),                  // 12: abs.v1.Reach
-	(*RegisterDeviceRequest)(nil),  // 13: abs.v1.RegisterDeviceRequest
-	(*RegisterDeviceResponse)(nil), // 14: abs.v1.RegisterDeviceResponse
-	nil,                            // 15: abs.v1.StatusResponse.JobsByStateEntry
+	(*ReportRequest)(nil),          // 0: abs.v1.ReportRequest
+	(*ListVolumesRequest)(nil),     // 1: abs.v1.ListVolumesRequest
+	(*VolumeInfo)(nil),             // 2: abs.v1.VolumeInfo
+	(*ListVolumesResponse)(nil),    // 3: abs.v1.ListVolumesResponse
+	(*ListTapesRequest)(nil),       // 4: abs.v1.ListTapesRequest
+	(*TapeInfo)(nil),               // 5: abs.v1.TapeInfo
+	(*ListTapesResponse)(nil),      // 6: abs.v1.ListTapesResponse
+	(*ListSlavesRequest)(nil),      // 7: abs.v1.ListSlavesRequest
+	(*SlaveInfo)(nil),              // 8: abs.v1.SlaveInfo
+	(*ListSlavesResponse)(nil),     // 9: abs.v1.ListSlavesResponse
+	(*Target)(nil),                 // 10: abs.v1.Target
+	(*DumpRequest)(nil),            // 11: abs.v1.DumpRequest
+	(*Job)(nil),                    // 12: abs.v1.Job
+	(*ListJobsRequest)(nil),        // 13: abs.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 14: abs.v1.ListJobsResponse
+	(*GetJobRequest)(nil),          // 15: abs.v1.GetJobRequest
+	(*AbortRequest)(nil),           // 16: abs.v1.AbortRequest
+	(*StatusRequest)(nil),          // 17: abs.v1.StatusRequest
+	(*StatusResponse)(nil),         // 18: abs.v1.StatusResponse
+	(*ValidateTapeRequest)(nil),    // 19: abs.v1.ValidateTapeRequest
+	(*ValidateTapeResponse)(nil),   // 20: abs.v1.ValidateTapeResponse
+	(*GenLabelRequest)(nil),        // 21: abs.v1.GenLabelRequest
+	(*GenLabelResponse)(nil),       // 22: abs.v1.GenLabelResponse
+	(*ValidateLabelRequest)(nil),   // 23: abs.v1.ValidateLabelRequest
+	(*ValidateLabelResponse)(nil),  // 24: abs.v1.ValidateLabelResponse
+	(*DumpRecord)(nil),             // 25: abs.v1.DumpRecord
+	(*DumpCheckpointRequest)(nil),  // 26: abs.v1.DumpCheckpointRequest
+	(*JobStatusRequest)(nil),       // 27: abs.v1.JobStatusRequest
+	(*JobDoneRequest)(nil),         // 28: abs.v1.JobDoneRequest
+	(*ReportAck)(nil),              // 29: abs.v1.ReportAck
+	(*VolumeSince)(nil),            // 30: abs.v1.VolumeSince
+	(*BackupRequest)(nil),          // 31: abs.v1.BackupRequest
+	(*SlaveAbortRequest)(nil),      // 32: abs.v1.SlaveAbortRequest
+	(*Queued)(nil),                 // 33: abs.v1.Queued
+	(*Reach)(nil),                  // 34: abs.v1.Reach
+	(*RegisterDeviceRequest)(nil),  // 35: abs.v1.RegisterDeviceRequest
+	(*RegisterDeviceResponse)(nil), // 36: abs.v1.RegisterDeviceResponse
+	nil,                            // 37: abs.v1.StatusResponse.JobsByStateEntry
 }
 var file_api_abs_proto_depIdxs = []int32{
-	3,  // 0: abs.v1.SlaveInfo.reaches:type_name -> abs.v1.Target
-	1,  // 1: abs.v1.ListSlavesResponse.slaves:type_name -> abs.v1.SlaveInfo
-	3,  // 2: abs.v1.DumpRequest.target:type_name -> abs.v1.Target
-	3,  // 3: abs.v1.Job.target:type_name -> abs.v1.Target
-	5,  // 4: abs.v1.ListJobsResponse.jobs:type_name -> abs.v1.Job
-	15, // 5: abs.v1.StatusResponse.jobs_by_state:type_name -> abs.v1.StatusResponse.JobsByStateEntry
-	12, // 6: abs.v1.RegisterDeviceRequest.reaches:type_name -> abs.v1.Reach
-	4,  // 7: abs.v1.OperatorService.Dump:input_type -> abs.v1.DumpRequest
-	6,  // 8: abs.v1.OperatorService.ListJobs:input_type -> abs.v1.ListJobsRequest
-	8,  // 9: abs.v1.OperatorService.GetJob:input_type -> abs.v1.GetJobRequest
-	9,  // 10: abs.v1.OperatorService.Abort:input_type -> abs.v1.AbortRequest
-	10, // 11: abs.v1.OperatorService.Status:input_type -> abs.v1.StatusRequest
-	0,  // 12: abs.v1.OperatorService.ListSlaves:input_type -> abs.v1.ListSlavesRequest
-	13, // 13: abs.v1.MasterService.RegisterDevice:input_type -> abs.v1.RegisterDeviceRequest
-	5,  // 14: abs.v1.OperatorService.Dump:output_type -> abs.v1.Job
-	7,  // 15: abs.v1.OperatorService.ListJobs:output_type -> abs.v1.ListJobsResponse
-	5,  // 16: abs.v1.OperatorService.GetJob:output_type -> abs.v1.Job
-	5,  // 17: abs.v1.OperatorService.Abort:output_type -> abs.v1.Job
-	11, // 18: abs.v1.OperatorService.Status:output_type -> abs.v1.StatusResponse
-	2,  // 19: abs.v1.OperatorService.ListSlaves:output_type -> abs.v1.ListSlavesResponse
-	14, // 20: abs.v1.MasterService.RegisterDevice:output_type -> abs.v1.RegisterDeviceResponse
-	14, // [14:21] is the sub-list for method output_type
-	7,  // [7:14] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	2,  // 0: abs.v1.ListVolumesResponse.volumes:type_name -> abs.v1.VolumeInfo
+	5,  // 1: abs.v1.ListTapesResponse.tapes:type_name -> abs.v1.TapeInfo
+	10, // 2: abs.v1.SlaveInfo.reaches:type_name -> abs.v1.Target
+	8,  // 3: abs.v1.ListSlavesResponse.slaves:type_name -> abs.v1.SlaveInfo
+	10, // 4: abs.v1.DumpRequest.target:type_name -> abs.v1.Target
+	10, // 5: abs.v1.Job.target:type_name -> abs.v1.Target
+	12, // 6: abs.v1.ListJobsResponse.jobs:type_name -> abs.v1.Job
+	37, // 7: abs.v1.StatusResponse.jobs_by_state:type_name -> abs.v1.StatusResponse.JobsByStateEntry
+	25, // 8: abs.v1.DumpCheckpointRequest.dump:type_name -> abs.v1.DumpRecord
+	10, // 9: abs.v1.BackupRequest.target:type_name -> abs.v1.Target
+	30, // 10: abs.v1.BackupRequest.since:type_name -> abs.v1.VolumeSince
+	34, // 11: abs.v1.RegisterDeviceRequest.reaches:type_name -> abs.v1.Reach
+	11, // 12: abs.v1.OperatorService.Dump:input_type -> abs.v1.DumpRequest
+	13, // 13: abs.v1.OperatorService.ListJobs:input_type -> abs.v1.ListJobsRequest
+	15, // 14: abs.v1.OperatorService.GetJob:input_type -> abs.v1.GetJobRequest
+	16, // 15: abs.v1.OperatorService.Abort:input_type -> abs.v1.AbortRequest
+	17, // 16: abs.v1.OperatorService.Status:input_type -> abs.v1.StatusRequest
+	7,  // 17: abs.v1.OperatorService.ListSlaves:input_type -> abs.v1.ListSlavesRequest
+	0,  // 18: abs.v1.OperatorService.Report:input_type -> abs.v1.ReportRequest
+	1,  // 19: abs.v1.OperatorService.ListVolumes:input_type -> abs.v1.ListVolumesRequest
+	4,  // 20: abs.v1.OperatorService.ListTapes:input_type -> abs.v1.ListTapesRequest
+	35, // 21: abs.v1.MasterService.RegisterDevice:input_type -> abs.v1.RegisterDeviceRequest
+	19, // 22: abs.v1.MasterService.ValidateTape:input_type -> abs.v1.ValidateTapeRequest
+	21, // 23: abs.v1.MasterService.GenLabel:input_type -> abs.v1.GenLabelRequest
+	23, // 24: abs.v1.MasterService.ValidateLabel:input_type -> abs.v1.ValidateLabelRequest
+	26, // 25: abs.v1.MasterService.DumpCheckpoint:input_type -> abs.v1.DumpCheckpointRequest
+	27, // 26: abs.v1.MasterService.JobStatus:input_type -> abs.v1.JobStatusRequest
+	28, // 27: abs.v1.MasterService.JobDone:input_type -> abs.v1.JobDoneRequest
+	31, // 28: abs.v1.SlaveService.Backup:input_type -> abs.v1.BackupRequest
+	32, // 29: abs.v1.SlaveService.Abort:input_type -> abs.v1.SlaveAbortRequest
+	12, // 30: abs.v1.OperatorService.Dump:output_type -> abs.v1.Job
+	14, // 31: abs.v1.OperatorService.ListJobs:output_type -> abs.v1.ListJobsResponse
+	12, // 32: abs.v1.OperatorService.GetJob:output_type -> abs.v1.Job
+	12, // 33: abs.v1.OperatorService.Abort:output_type -> abs.v1.Job
+	18, // 34: abs.v1.OperatorService.Status:output_type -> abs.v1.StatusResponse
+	9,  // 35: abs.v1.OperatorService.ListSlaves:output_type -> abs.v1.ListSlavesResponse
+	25, // 36: abs.v1.OperatorService.Report:output_type -> abs.v1.DumpRecord
+	3,  // 37: abs.v1.OperatorService.ListVolumes:output_type -> abs.v1.ListVolumesResponse
+	6,  // 38: abs.v1.OperatorService.ListTapes:output_type -> abs.v1.ListTapesResponse
+	36, // 39: abs.v1.MasterService.RegisterDevice:output_type -> abs.v1.RegisterDeviceResponse
+	20, // 40: abs.v1.MasterService.ValidateTape:output_type -> abs.v1.ValidateTapeResponse
+	22, // 41: abs.v1.MasterService.GenLabel:output_type -> abs.v1.GenLabelResponse
+	24, // 42: abs.v1.MasterService.ValidateLabel:output_type -> abs.v1.ValidateLabelResponse
+	29, // 43: abs.v1.MasterService.DumpCheckpoint:output_type -> abs.v1.ReportAck
+	29, // 44: abs.v1.MasterService.JobStatus:output_type -> abs.v1.ReportAck
+	29, // 45: abs.v1.MasterService.JobDone:output_type -> abs.v1.ReportAck
+	33, // 46: abs.v1.SlaveService.Backup:output_type -> abs.v1.Queued
+	33, // 47: abs.v1.SlaveService.Abort:output_type -> abs.v1.Queued
+	30, // [30:48] is the sub-list for method output_type
+	12, // [12:30] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_api_abs_proto_init() }
@@ -1274,9 +2822,9 @@ func file_api_abs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_abs_proto_rawDesc), len(file_api_abs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   38,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_api_abs_proto_goTypes,
 		DependencyIndexes: file_api_abs_proto_depIdxs,

@@ -22,12 +22,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	OperatorService_Dump_FullMethodName       = "/abs.v1.OperatorService/Dump"
-	OperatorService_ListJobs_FullMethodName   = "/abs.v1.OperatorService/ListJobs"
-	OperatorService_GetJob_FullMethodName     = "/abs.v1.OperatorService/GetJob"
-	OperatorService_Abort_FullMethodName      = "/abs.v1.OperatorService/Abort"
-	OperatorService_Status_FullMethodName     = "/abs.v1.OperatorService/Status"
-	OperatorService_ListSlaves_FullMethodName = "/abs.v1.OperatorService/ListSlaves"
+	OperatorService_Dump_FullMethodName        = "/abs.v1.OperatorService/Dump"
+	OperatorService_ListJobs_FullMethodName    = "/abs.v1.OperatorService/ListJobs"
+	OperatorService_GetJob_FullMethodName      = "/abs.v1.OperatorService/GetJob"
+	OperatorService_Abort_FullMethodName       = "/abs.v1.OperatorService/Abort"
+	OperatorService_Status_FullMethodName      = "/abs.v1.OperatorService/Status"
+	OperatorService_ListSlaves_FullMethodName  = "/abs.v1.OperatorService/ListSlaves"
+	OperatorService_Report_FullMethodName      = "/abs.v1.OperatorService/Report"
+	OperatorService_ListVolumes_FullMethodName = "/abs.v1.OperatorService/ListVolumes"
+	OperatorService_ListTapes_FullMethodName   = "/abs.v1.OperatorService/ListTapes"
 )
 
 // OperatorServiceClient is the client API for OperatorService service.
@@ -49,6 +52,13 @@ type OperatorServiceClient interface {
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 	// ListSlaves lists the media slaves that registered.
 	ListSlaves(ctx context.Context, in *ListSlavesRequest, opts ...grpc.CallOption) (*ListSlavesResponse, error)
+	// Report streams dump records (the volume report), ordered by server,
+	// partition, volume and dump date.
+	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DumpRecord], error)
+	// ListVolumes lists every volume dumped, with its latest dumps.
+	ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error)
+	// ListTapes lists every tape the master labeled.
+	ListTapes(ctx context.Context, in *ListTapesRequest, opts ...grpc.CallOption) (*ListTapesResponse, error)
 }
 
 type operatorServiceClient struct {
@@ -119,6 +129,45 @@ func (c *operatorServiceClient) ListSlaves(ctx context.Context, in *ListSlavesRe
 	return out, nil
 }
 
+func (c *operatorServiceClient) Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DumpRecord], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OperatorService_ServiceDesc.Streams[0], OperatorService_Report_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReportRequest, DumpRecord]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OperatorService_ReportClient = grpc.ServerStreamingClient[DumpRecord]
+
+func (c *operatorServiceClient) ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVolumesResponse)
+	err := c.cc.Invoke(ctx, OperatorService_ListVolumes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) ListTapes(ctx context.Context, in *ListTapesRequest, opts ...grpc.CallOption) (*ListTapesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTapesResponse)
+	err := c.cc.Invoke(ctx, OperatorService_ListTapes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServiceServer is the server API for OperatorService service.
 // All implementations must embed UnimplementedOperatorServiceServer
 // for forward compatibility.
@@ -138,6 +187,13 @@ type OperatorServiceServer interface {
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	// ListSlaves lists the media slaves that registered.
 	ListSlaves(context.Context, *ListSlavesRequest) (*ListSlavesResponse, error)
+	// Report streams dump records (the volume report), ordered by server,
+	// partition, volume and dump date.
+	Report(*ReportRequest, grpc.ServerStreamingServer[DumpRecord]) error
+	// ListVolumes lists every volume dumped, with its latest dumps.
+	ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error)
+	// ListTapes lists every tape the master labeled.
+	ListTapes(context.Context, *ListTapesRequest) (*ListTapesResponse, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }
 
@@ -165,6 +221,15 @@ func (UnimplementedOperatorServiceServer) Status(context.Context, *StatusRequest
 }
 func (UnimplementedOperatorServiceServer) ListSlaves(context.Context, *ListSlavesRequest) (*ListSlavesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListSlaves not implemented")
+}
+func (UnimplementedOperatorServiceServer) Report(*ReportRequest, grpc.ServerStreamingServer[DumpRecord]) error {
+	return status.Errorf(codes.Unimplemented, "method Report not implemented")
+}
+func (UnimplementedOperatorServiceServer) ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListVolumes not implemented")
+}
+func (UnimplementedOperatorServiceServer) ListTapes(context.Context, *ListTapesRequest) (*ListTapesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListTapes not implemented")
 }
 func (UnimplementedOperatorServiceServer) mustEmbedUnimplementedOperatorServiceServer() {}
 func (UnimplementedOperatorServiceServer) testEmbeddedByValue()                         {}
@@ -295,6 +360,53 @@ func _OperatorService_ListSlaves_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_Report_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReportRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(OperatorServiceServer).Report(m, &grpc.GenericServerStream[ReportRequest, DumpRecord]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OperatorService_ReportServer = grpc.ServerStreamingServer[DumpRecord]
+
+func _OperatorService_ListVolumes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVolumesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).ListVolumes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_ListVolumes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).ListVolumes(ctx, req.(*ListVolumesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_ListTapes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTapesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).ListTapes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_ListTapes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).ListTapes(ctx, req.(*ListTapesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OperatorService_ServiceDesc is the grpc.ServiceDesc for OperatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -326,13 +438,33 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListSlaves",
 			Handler:    _OperatorService_ListSlaves_Handler,
 		},
+		{
+			MethodName: "ListVolumes",
+			Handler:    _OperatorService_ListVolumes_Handler,
+		},
+		{
+			MethodName: "ListTapes",
+			Handler:    _OperatorService_ListTapes_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Report",
+			Handler:       _OperatorService_Report_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "api/abs.proto",
 }
 
 const (
 	MasterService_RegisterDevice_FullMethodName = "/abs.v1.MasterService/RegisterDevice"
+	MasterService_ValidateTape_FullMethodName   = "/abs.v1.MasterService/ValidateTape"
+	MasterService_GenLabel_FullMethodName       = "/abs.v1.MasterService/GenLabel"
+	MasterService_ValidateLabel_FullMethodName  = "/abs.v1.MasterService/ValidateLabel"
+	MasterService_DumpCheckpoint_FullMethodName = "/abs.v1.MasterService/DumpCheckpoint"
+	MasterService_JobStatus_FullMethodName      = "/abs.v1.MasterService/JobStatus"
+	MasterService_JobDone_FullMethodName        = "/abs.v1.MasterService/JobDone"
 )
 
 // MasterServiceClient is the client API for MasterService service.
@@ -347,6 +479,20 @@ type MasterServiceClient interface {
 	// at start, after a SIGHUP that changed the master, and when the master's
 	// epoch changes.
 	RegisterDevice(ctx context.Context, in *RegisterDeviceRequest, opts ...grpc.CallOption) (*RegisterDeviceResponse, error)
+	// ValidateTape asks the master's view of a cartridge the slave offers for
+	// a job (label "" for a blank one). Only a writable verdict may be written.
+	ValidateTape(ctx context.Context, in *ValidateTapeRequest, opts ...grpc.CallOption) (*ValidateTapeResponse, error)
+	// GenLabel reserves a new internal label for a blank cartridge: the slave
+	// writes it on the medium, then confirms with ValidateLabel.
+	GenLabel(ctx context.Context, in *GenLabelRequest, opts ...grpc.CallOption) (*GenLabelResponse, error)
+	ValidateLabel(ctx context.Context, in *ValidateLabelRequest, opts ...grpc.CallOption) (*ValidateLabelResponse, error)
+	// DumpCheckpoint records one volume written to tape (a dump record). Sent
+	// only once the tape file is durable. Idempotent by seq.
+	DumpCheckpoint(ctx context.Context, in *DumpCheckpointRequest, opts ...grpc.CallOption) (*ReportAck, error)
+	// JobStatus reports progress. Idempotent by seq.
+	JobStatus(ctx context.Context, in *JobStatusRequest, opts ...grpc.CallOption) (*ReportAck, error)
+	// JobDone ends a job: done, failed or aborted. Idempotent by seq.
+	JobDone(ctx context.Context, in *JobDoneRequest, opts ...grpc.CallOption) (*ReportAck, error)
 }
 
 type masterServiceClient struct {
@@ -367,6 +513,66 @@ func (c *masterServiceClient) RegisterDevice(ctx context.Context, in *RegisterDe
 	return out, nil
 }
 
+func (c *masterServiceClient) ValidateTape(ctx context.Context, in *ValidateTapeRequest, opts ...grpc.CallOption) (*ValidateTapeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ValidateTapeResponse)
+	err := c.cc.Invoke(ctx, MasterService_ValidateTape_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *masterServiceClient) GenLabel(ctx context.Context, in *GenLabelRequest, opts ...grpc.CallOption) (*GenLabelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GenLabelResponse)
+	err := c.cc.Invoke(ctx, MasterService_GenLabel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *masterServiceClient) ValidateLabel(ctx context.Context, in *ValidateLabelRequest, opts ...grpc.CallOption) (*ValidateLabelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ValidateLabelResponse)
+	err := c.cc.Invoke(ctx, MasterService_ValidateLabel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *masterServiceClient) DumpCheckpoint(ctx context.Context, in *DumpCheckpointRequest, opts ...grpc.CallOption) (*ReportAck, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportAck)
+	err := c.cc.Invoke(ctx, MasterService_DumpCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *masterServiceClient) JobStatus(ctx context.Context, in *JobStatusRequest, opts ...grpc.CallOption) (*ReportAck, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportAck)
+	err := c.cc.Invoke(ctx, MasterService_JobStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *masterServiceClient) JobDone(ctx context.Context, in *JobDoneRequest, opts ...grpc.CallOption) (*ReportAck, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportAck)
+	err := c.cc.Invoke(ctx, MasterService_JobDone_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MasterServiceServer is the server API for MasterService service.
 // All implementations must embed UnimplementedMasterServiceServer
 // for forward compatibility.
@@ -379,6 +585,20 @@ type MasterServiceServer interface {
 	// at start, after a SIGHUP that changed the master, and when the master's
 	// epoch changes.
 	RegisterDevice(context.Context, *RegisterDeviceRequest) (*RegisterDeviceResponse, error)
+	// ValidateTape asks the master's view of a cartridge the slave offers for
+	// a job (label "" for a blank one). Only a writable verdict may be written.
+	ValidateTape(context.Context, *ValidateTapeRequest) (*ValidateTapeResponse, error)
+	// GenLabel reserves a new internal label for a blank cartridge: the slave
+	// writes it on the medium, then confirms with ValidateLabel.
+	GenLabel(context.Context, *GenLabelRequest) (*GenLabelResponse, error)
+	ValidateLabel(context.Context, *ValidateLabelRequest) (*ValidateLabelResponse, error)
+	// DumpCheckpoint records one volume written to tape (a dump record). Sent
+	// only once the tape file is durable. Idempotent by seq.
+	DumpCheckpoint(context.Context, *DumpCheckpointRequest) (*ReportAck, error)
+	// JobStatus reports progress. Idempotent by seq.
+	JobStatus(context.Context, *JobStatusRequest) (*ReportAck, error)
+	// JobDone ends a job: done, failed or aborted. Idempotent by seq.
+	JobDone(context.Context, *JobDoneRequest) (*ReportAck, error)
 	mustEmbedUnimplementedMasterServiceServer()
 }
 
@@ -391,6 +611,24 @@ type UnimplementedMasterServiceServer struct{}
 
 func (UnimplementedMasterServiceServer) RegisterDevice(context.Context, *RegisterDeviceRequest) (*RegisterDeviceResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RegisterDevice not implemented")
+}
+func (UnimplementedMasterServiceServer) ValidateTape(context.Context, *ValidateTapeRequest) (*ValidateTapeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ValidateTape not implemented")
+}
+func (UnimplementedMasterServiceServer) GenLabel(context.Context, *GenLabelRequest) (*GenLabelResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GenLabel not implemented")
+}
+func (UnimplementedMasterServiceServer) ValidateLabel(context.Context, *ValidateLabelRequest) (*ValidateLabelResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ValidateLabel not implemented")
+}
+func (UnimplementedMasterServiceServer) DumpCheckpoint(context.Context, *DumpCheckpointRequest) (*ReportAck, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DumpCheckpoint not implemented")
+}
+func (UnimplementedMasterServiceServer) JobStatus(context.Context, *JobStatusRequest) (*ReportAck, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method JobStatus not implemented")
+}
+func (UnimplementedMasterServiceServer) JobDone(context.Context, *JobDoneRequest) (*ReportAck, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method JobDone not implemented")
 }
 func (UnimplementedMasterServiceServer) mustEmbedUnimplementedMasterServiceServer() {}
 func (UnimplementedMasterServiceServer) testEmbeddedByValue()                       {}
@@ -431,6 +669,114 @@ func _MasterService_RegisterDevice_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MasterService_ValidateTape_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateTapeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServiceServer).ValidateTape(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MasterService_ValidateTape_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServiceServer).ValidateTape(ctx, req.(*ValidateTapeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MasterService_GenLabel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenLabelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServiceServer).GenLabel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MasterService_GenLabel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServiceServer).GenLabel(ctx, req.(*GenLabelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MasterService_ValidateLabel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateLabelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServiceServer).ValidateLabel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MasterService_ValidateLabel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServiceServer).ValidateLabel(ctx, req.(*ValidateLabelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MasterService_DumpCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DumpCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServiceServer).DumpCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MasterService_DumpCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServiceServer).DumpCheckpoint(ctx, req.(*DumpCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MasterService_JobStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JobStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServiceServer).JobStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MasterService_JobStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServiceServer).JobStatus(ctx, req.(*JobStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MasterService_JobDone_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JobDoneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServiceServer).JobDone(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MasterService_JobDone_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServiceServer).JobDone(ctx, req.(*JobDoneRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MasterService_ServiceDesc is the grpc.ServiceDesc for MasterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -441,6 +787,182 @@ var MasterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegisterDevice",
 			Handler:    _MasterService_RegisterDevice_Handler,
+		},
+		{
+			MethodName: "ValidateTape",
+			Handler:    _MasterService_ValidateTape_Handler,
+		},
+		{
+			MethodName: "GenLabel",
+			Handler:    _MasterService_GenLabel_Handler,
+		},
+		{
+			MethodName: "ValidateLabel",
+			Handler:    _MasterService_ValidateLabel_Handler,
+		},
+		{
+			MethodName: "DumpCheckpoint",
+			Handler:    _MasterService_DumpCheckpoint_Handler,
+		},
+		{
+			MethodName: "JobStatus",
+			Handler:    _MasterService_JobStatus_Handler,
+		},
+		{
+			MethodName: "JobDone",
+			Handler:    _MasterService_JobDone_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "api/abs.proto",
+}
+
+const (
+	SlaveService_Backup_FullMethodName = "/abs.v1.SlaveService/Backup"
+	SlaveService_Abort_FullMethodName  = "/abs.v1.SlaveService/Abort"
+)
+
+// SlaveServiceClient is the client API for SlaveService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// SlaveService is what the master calls on a media slave. Calls return once
+// the order is durably queued on the slave (the ABS "RPC timeout 0"); the
+// outcome comes back through MasterService. The master presents a master
+// certificate and sends abs-journal-id and abs-epoch metadata; a slave
+// refuses an epoch lower than the highest it accepted.
+type SlaveServiceClient interface {
+	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (*Queued, error)
+	Abort(ctx context.Context, in *SlaveAbortRequest, opts ...grpc.CallOption) (*Queued, error)
+}
+
+type slaveServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewSlaveServiceClient(cc grpc.ClientConnInterface) SlaveServiceClient {
+	return &slaveServiceClient{cc}
+}
+
+func (c *slaveServiceClient) Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (*Queued, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Queued)
+	err := c.cc.Invoke(ctx, SlaveService_Backup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *slaveServiceClient) Abort(ctx context.Context, in *SlaveAbortRequest, opts ...grpc.CallOption) (*Queued, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Queued)
+	err := c.cc.Invoke(ctx, SlaveService_Abort_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SlaveServiceServer is the server API for SlaveService service.
+// All implementations must embed UnimplementedSlaveServiceServer
+// for forward compatibility.
+//
+// SlaveService is what the master calls on a media slave. Calls return once
+// the order is durably queued on the slave (the ABS "RPC timeout 0"); the
+// outcome comes back through MasterService. The master presents a master
+// certificate and sends abs-journal-id and abs-epoch metadata; a slave
+// refuses an epoch lower than the highest it accepted.
+type SlaveServiceServer interface {
+	Backup(context.Context, *BackupRequest) (*Queued, error)
+	Abort(context.Context, *SlaveAbortRequest) (*Queued, error)
+	mustEmbedUnimplementedSlaveServiceServer()
+}
+
+// UnimplementedSlaveServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedSlaveServiceServer struct{}
+
+func (UnimplementedSlaveServiceServer) Backup(context.Context, *BackupRequest) (*Queued, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedSlaveServiceServer) Abort(context.Context, *SlaveAbortRequest) (*Queued, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Abort not implemented")
+}
+func (UnimplementedSlaveServiceServer) mustEmbedUnimplementedSlaveServiceServer() {}
+func (UnimplementedSlaveServiceServer) testEmbeddedByValue()                      {}
+
+// UnsafeSlaveServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to SlaveServiceServer will
+// result in compilation errors.
+type UnsafeSlaveServiceServer interface {
+	mustEmbedUnimplementedSlaveServiceServer()
+}
+
+func RegisterSlaveServiceServer(s grpc.ServiceRegistrar, srv SlaveServiceServer) {
+	// If the following call pancis, it indicates UnimplementedSlaveServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&SlaveService_ServiceDesc, srv)
+}
+
+func _SlaveService_Backup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BackupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaveServiceServer).Backup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaveService_Backup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaveServiceServer).Backup(ctx, req.(*BackupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SlaveService_Abort_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SlaveAbortRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaveServiceServer).Abort(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaveService_Abort_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaveServiceServer).Abort(ctx, req.(*SlaveAbortRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// SlaveService_ServiceDesc is the grpc.ServiceDesc for SlaveService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var SlaveService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "abs.v1.SlaveService",
+	HandlerType: (*SlaveServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Backup",
+			Handler:    _SlaveService_Backup_Handler,
+		},
+		{
+			MethodName: "Abort",
+			Handler:    _SlaveService_Abort_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

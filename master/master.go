@@ -235,6 +235,13 @@ func (m *Master) serve(ctx context.Context) error {
 			}
 			return h(context.WithValue(ctx, identityKey{}, id), req)
 		}),
+		// Streaming calls (the volume report) are authorized the same way.
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if _, err := authorize(ss.Context(), info.FullMethod); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
 	)
 	api.RegisterOperatorServiceServer(srv, &operator{m: m})
 	api.RegisterMasterServiceServer(srv, &slaveAPI{m: m})

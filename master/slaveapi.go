@@ -97,3 +97,129 @@ func (o *operator) ListSlaves(ctx context.Context, _ *api.ListSlavesRequest) (*a
 	}
 	return res.val.(*api.ListSlavesResponse), nil
 }
+
+// checkSlave runs the checks every slave call shares: the cluster hash, and
+// that the slave speaks for itself.
+func (s *slaveAPI) checkSlave(ctx context.Context, claimed string) (string, error) {
+	if err := s.checkClusterHash(ctx); err != nil {
+		return "", err
+	}
+	name := caller(ctx)
+	if claimed != name {
+		return "", status.Errorf(codes.PermissionDenied, "certificate is for slave %s but the call is for %q", name, claimed)
+	}
+	return name, nil
+}
+
+func (s *slaveAPI) ValidateTape(ctx context.Context, req *api.ValidateTapeRequest) (*api.ValidateTapeResponse, error) {
+	if _, err := s.checkSlave(ctx, req.GetSlave()); err != nil {
+		return nil, err
+	}
+	res, err := s.m.loop.propose(ctx, nil, func(st *statemachine.State, _ []statemachine.Event) any {
+		v, why := st.ValidateTape(statemachine.JobID(req.GetJob()), req.GetLabel())
+		return &api.ValidateTapeResponse{Verdict: verdictName(v), Writable: v.Writable(), Reason: why}
+	})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	return res.val.(*api.ValidateTapeResponse), nil
+}
+
+// verdictName is the wire name of a tape verdict.
+func verdictName(v statemachine.TapeVerdict) string {
+	switch v {
+	case statemachine.TapeBlank:
+		return "blank"
+	case statemachine.TapeMine:
+		return "mine"
+	case statemachine.TapeHoldsValidDumps:
+		return "valid"
+	case statemachine.TapeReservedByOther:
+		return "reserved"
+	case statemachine.TapeExpiredVerdict:
+		return "expired"
+	}
+	return "unknown"
+}
+
+func (s *slaveAPI) GenLabel(ctx context.Context, req *api.GenLabelRequest) (*api.GenLabelResponse, error) {
+	name, err := s.checkSlave(ctx, req.GetSlave())
+	if err != nil {
+		return nil, err
+	}
+	cmd := statemachine.GenLabel{Slave: name, Job: statemachine.JobID(req.GetJob()), Name: req.GetCartridge()}
+	res, err := s.m.loop.propose(ctx, cmd, func(st *statemachine.State, evs []statemachine.Event) any {
+		return &api.GenLabelResponse{Label: evs[0].(statemachine.TapeLabeled).Label, Realm: st.Journal.Realm, Origin: st.Journal.ID}
+	})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	return res.val.(*api.GenLabelResponse), nil
+}
+
+func (s *slaveAPI) ValidateLabel(ctx context.Context, req *api.ValidateLabelRequest) (*api.ValidateLabelResponse, error) {
+	name, err := s.checkSlave(ctx, req.GetSlave())
+	if err != nil {
+		return nil, err
+	}
+	cmd := statemachine.ValidateLabel{Slave: name, Job: statemachine.JobID(req.GetJob()), Label: req.GetLabel()}
+	if _, err := s.m.loop.propose(ctx, cmd, nil); err != nil {
+		return nil, rpcError(err)
+	}
+	return &api.ValidateLabelResponse{}, nil
+}
+
+// report decides a slave's report; a report whose seq was already applied
+// changes nothing and is acknowledged as a duplicate.
+func (s *slaveAPI) report(ctx context.Context, r statemachine.Report) (*api.ReportAck, error) {
+	res, err := s.m.loop.propose(ctx, r, func(_ *statemachine.State, evs []statemachine.Event) any {
+		return &api.ReportAck{Duplicate: len(evs) == 0}
+	})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	return res.val.(*api.ReportAck), nil
+}
+
+func (s *slaveAPI) DumpCheckpoint(ctx context.Context, req *api.DumpCheckpointRequest) (*api.ReportAck, error) {
+	name, err := s.checkSlave(ctx, req.GetSlave())
+	if err != nil {
+		return nil, err
+	}
+	d := req.GetDump()
+	if d == nil {
+		return nil, status.Error(codes.InvalidArgument, "a checkpoint without its dump record")
+	}
+	return s.report(ctx, statemachine.Report{Slave: name, Seq: req.GetSeq(), ID: statemachine.JobID(req.GetJob()),
+		Volumes: int(req.GetVolumes()), Bytes: req.GetBytes(), Dump: &statemachine.Dump{
+			Volume: d.GetVolume(), Server: d.GetServer(), Partition: d.GetPartition(), DumpDate: d.GetDumpDateUnixNano(),
+			IncrementDate: d.GetIncrementDateUnixNano(), Tapes: d.GetTapes(), File: int(d.GetFile()), Bytes: d.GetBytes(), SHA256: d.GetSha256()}})
+}
+
+func (s *slaveAPI) JobStatus(ctx context.Context, req *api.JobStatusRequest) (*api.ReportAck, error) {
+	name, err := s.checkSlave(ctx, req.GetSlave())
+	if err != nil {
+		return nil, err
+	}
+	return s.report(ctx, statemachine.Report{Slave: name, Seq: req.GetSeq(), ID: statemachine.JobID(req.GetJob()),
+		Volumes: int(req.GetVolumes()), Bytes: req.GetBytes(), Why: req.GetNote()})
+}
+
+func (s *slaveAPI) JobDone(ctx context.Context, req *api.JobDoneRequest) (*api.ReportAck, error) {
+	name, err := s.checkSlave(ctx, req.GetSlave())
+	if err != nil {
+		return nil, err
+	}
+	var end statemachine.JobState
+	switch req.GetState() {
+	case "done":
+		end = statemachine.StateDone
+	case "failed":
+		end = statemachine.StateFailed
+	case "aborted":
+		end = statemachine.StateAborted
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "a job ends done, failed or aborted, not %q", req.GetState())
+	}
+	return s.report(ctx, statemachine.Report{Slave: name, Seq: req.GetSeq(), ID: statemachine.JobID(req.GetJob()), End: end, Why: req.GetWhy()})
+}

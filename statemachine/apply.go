@@ -125,6 +125,7 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 		s.setState(j, StateRunning)
 		j.Volumes = e.Volumes
 		j.Bytes = e.Bytes
+		j.Why = e.Note
 		j.UpdatedAt = e.At
 		out.Records = append(out.Records, *j)
 

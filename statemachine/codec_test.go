@@ -19,7 +19,7 @@ func allEvents() []Event {
 		JobAbortRequested{ID: "abcde-1", By: "bob", At: 7},
 		JobEnded{ID: "abcde-1", State: StateFailed, Why: "disk full", Slave: "tape1", Seq: 9, At: 8},
 		JobDispatched{ID: "abcde-1", Slave: "tape1", At: 9},
-		JobProgress{ID: "abcde-1", Slave: "tape1", Seq: 4, Volumes: 2, Bytes: 1 << 40, At: 10},
+		JobProgress{ID: "abcde-1", Slave: "tape1", Seq: 4, Volumes: 2, Bytes: 1 << 40, Note: "waiting", At: 10},
 		SlaveRegistered{Slave: Slave{Name: "tape1", Addr: "127.0.0.1:7401", Drives: 2, Reaches: []Target{tgt}, RegisteredAt: 12, LastSeq: 13}},
 		TapeLabeled{Label: "abs-1", Name: "A00001", Job: "abcde-1", Slave: "tape1", Seq: 7, At: 14},
 		TapeStateChanged{Label: "abs-1", State: TapeValid, At: 15},

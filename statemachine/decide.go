@@ -49,7 +49,7 @@ type Report struct {
 	Bytes   int64    // progress so far
 	Dump    *Dump    // a volume written (DumpCheckpoint)
 	End     JobState // StateDone, StateFailed or StateAborted to end the job; 0 otherwise
-	Why     string
+	Why     string   // why it ended; or, for progress, what it waits for now
 }
 
 // Schedule dispatches queued jobs to slaves that can run them. The master
@@ -321,7 +321,7 @@ func decideReport(s *State, c Report, at int64) ([]Event, error) {
 	}
 	switch c.End {
 	case 0:
-		evs = append(evs, JobProgress{ID: c.ID, Slave: c.Slave, Seq: c.Seq, Volumes: c.Volumes, Bytes: c.Bytes, At: at})
+		evs = append(evs, JobProgress{ID: c.ID, Slave: c.Slave, Seq: c.Seq, Volumes: c.Volumes, Bytes: c.Bytes, Note: c.Why, At: at})
 	case StateDone, StateFailed, StateAborted:
 		evs = append(evs, JobEnded{ID: c.ID, State: c.End, Why: c.Why, Slave: c.Slave, Seq: c.Seq, At: at})
 		// The job's reservations end with it. A dump recorded by this same

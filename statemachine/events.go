@@ -74,6 +74,7 @@ type JobProgress struct {
 	Seq     uint64 `msgpack:"sq,omitempty"`
 	Volumes int    `msgpack:"nv"`
 	Bytes   int64  `msgpack:"nb"`
+	Note    string `msgpack:"nt,omitempty"` // what the job waits for now ("waiting for a blank tape"), if anything
 	At      int64  `msgpack:"at"`
 }
 

@@ -25,6 +25,9 @@ type CLI struct {
 	Abort   abortCmd   `cmd:"" help:"Abort a job."`
 	Status  statusCmd  `cmd:"" help:"Show the master at a glance."`
 	Slaves  slavesCmd  `cmd:"" help:"List the media slaves that registered."`
+	Volumes volumesCmd `cmd:"" help:"List the volumes dumped, with their latest dumps."`
+	Tapes   tapesCmd   `cmd:"" help:"List the tapes the master labeled."`
+	Report  reportCmd  `cmd:"" help:"The volume report: one tab-separated line per dump."`
 	Certs   certsCmd   `cmd:"" help:"Make a realm CA and node or operator certificates."`
 	Tape    tapeCmd    `cmd:"" help:"Make, list and extract cartridges of a file-backed tape library (no daemon needed)."`
 	Journal journalCmd `cmd:"" help:"Check or rebuild a master's data offline."`

@@ -17,6 +17,7 @@ import (
 type slaveProc struct {
 	cmd   *exec.Cmd
 	lines chan string
+	log   string
 }
 
 func startSlave(t *testing.T, config string) *slaveProc {
@@ -34,7 +35,7 @@ func startSlave(t *testing.T, config string) *slaveProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &slaveProc{cmd: cmd, lines: make(chan string, 100)}
+	p := &slaveProc{cmd: cmd, lines: make(chan string, 100), log: config + ".log"}
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
@@ -61,7 +62,8 @@ func (p *slaveProc) waitLine(t *testing.T, want string) string {
 		select {
 		case line, ok := <-p.lines:
 			if !ok {
-				t.Fatalf("slave exited before printing %q", want)
+				b, _ := os.ReadFile(p.log)
+				t.Fatalf("slave exited before printing %q:\n%s", want, b)
 			}
 			if strings.Contains(line, want) {
 				return line

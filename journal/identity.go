@@ -13,6 +13,8 @@ import (
 const (
 	ModeNormal   = "normal"
 	ModeCrippled = "crippled"
+	// ModeSlave is a media slave's own journal (its orders and reports).
+	ModeSlave = "slave"
 )
 
 // Identity names a journal. It is the payload of the first record (index 1)
@@ -23,7 +25,7 @@ type Identity struct {
 	JournalID string `msgpack:"id"`
 	// Realm is the backup realm (cluster) the journal belongs to.
 	Realm string `msgpack:"realm"`
-	// Mode is ModeNormal or ModeCrippled.
+	// Mode is ModeNormal, ModeCrippled or ModeSlave.
 	Mode string `msgpack:"mode"`
 	// Created is the creation time in unix nanoseconds.
 	Created int64 `msgpack:"created"`
@@ -54,8 +56,8 @@ func (id Identity) validate() error {
 	if id.Realm == "" {
 		return fmt.Errorf("journal: identity: empty realm")
 	}
-	if id.Mode != ModeNormal && id.Mode != ModeCrippled {
-		return fmt.Errorf("journal: identity: mode %q is neither %q nor %q", id.Mode, ModeNormal, ModeCrippled)
+	if id.Mode != ModeNormal && id.Mode != ModeCrippled && id.Mode != ModeSlave {
+		return fmt.Errorf("journal: identity: mode %q is not %q, %q or %q", id.Mode, ModeNormal, ModeCrippled, ModeSlave)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/abs-backup/abs/journal"
@@ -77,6 +78,11 @@ type loop struct {
 	lastSnap uint64
 	onFatal  func(error)
 	lastSync time.Time // of the catalog's WAL (completer only)
+
+	// mu guards what other goroutines read of the decider's world.
+	mu        sync.Mutex
+	epoch     uint64 // the master's epoch, once StartMaster is applied
+	journalID string
 }
 
 // catalogSyncEvery bounds how far the catalog can fall behind the journal
@@ -206,6 +212,9 @@ func (l *loop) commit(evs []statemachine.Event, now time.Time) pending {
 // concurrent use; the state is not, so only the decider reads it).
 func (l *loop) exportState() {
 	l.met.Epoch.Set(float64(l.state.Master.Epoch))
+	l.mu.Lock()
+	l.epoch, l.journalID = l.state.Master.Epoch, l.state.Journal.ID
+	l.mu.Unlock()
 	for st, n := range l.state.JobCounts() {
 		l.met.Jobs.WithLabelValues(st.String()).Set(float64(n))
 	}

@@ -60,6 +60,7 @@ type Master struct {
 	started time.Time
 	addr    string
 	metrics string
+	conns   slaveConns
 }
 
 // Run starts a master from cfg and serves until ctx ends or a listener
@@ -288,18 +289,4 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
-}
-
-// runEffects carries out effects. Slaves and their RPCs come with the media
-// slave work; until then an owed effect is logged and re-derived at the next
-// start (Pending), which is exactly what happens to effects lost in a crash.
-func (m *Master) runEffects(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e := <-m.loop.effects:
-			m.log.Info("effect owed; no slave connection yet", "effect", fmt.Sprintf("%+v", e))
-		}
-	}
 }

@@ -68,7 +68,36 @@ func (s *slaveAPI) RegisterDevice(ctx context.Context, req *api.RegisterDeviceRe
 		return nil, rpcError(err)
 	}
 	s.m.log.Info("slave registered", "slave", name, "addr", sl.Addr, "drives", sl.Drives, "reaches", len(sl.Reaches))
+	s.resend(ctx, name, req.GetJobsInProgress())
 	return res.val.(*api.RegisterDeviceResponse), nil
+}
+
+// resend re-derives what a (re-)registering slave is owed: dispatched jobs
+// it does not report in progress are dispatched again, aborts are sent
+// again (both are idempotent on the slave).
+func (s *slaveAPI) resend(ctx context.Context, name string, inProgress []string) {
+	res, err := s.m.loop.propose(ctx, nil, func(st *statemachine.State, _ []statemachine.Event) any {
+		var effects []statemachine.Effect
+		for _, j := range st.ActiveJobs() {
+			switch {
+			case j.Slave != name:
+			case j.AbortRequested:
+				effects = append(effects, statemachine.SendAbort{Job: j.ID, Slave: name})
+			case j.State == statemachine.StateDispatched && !slices.Contains(inProgress, string(j.ID)):
+				effects = append(effects, statemachine.DispatchJob{Job: j, Slave: name})
+			}
+		}
+		return effects
+	})
+	if err != nil {
+		return
+	}
+	for _, e := range res.val.([]statemachine.Effect) {
+		select {
+		case s.m.loop.effects <- e:
+		default: // re-derived again at the next registration or start
+		}
+	}
 }
 
 // ListSlaves is an operator call (OperatorService), kept beside the slave

@@ -21,6 +21,7 @@ import (
 
 	"github.com/abs-backup/abs/api"
 	"github.com/abs-backup/abs/cluster"
+	"github.com/abs-backup/abs/slave/tape"
 )
 
 // ClusterHashKey is the metadata key of the caller's cluster hash (the
@@ -45,12 +46,18 @@ type Slave struct {
 	creds *cluster.Credentials
 	addr  string
 
-	mu     sync.Mutex
-	cfg    *Config
-	master string // the master it registers with
-	cancel context.CancelFunc
-	seq    uint64 // last report sequence number
-	epoch  uint64 // highest master epoch accepted
+	ctx     context.Context
+	agent   *agent
+	library *tape.FileLibrary
+	drives  chan int // free drive numbers
+
+	mu       sync.Mutex
+	cfg      *Config
+	master   string // the master it registers with
+	cancel   context.CancelFunc
+	running  map[string]context.CancelFunc // jobs being run, for Abort
+	conn     *grpc.ClientConn              // to the current master
+	connAddr string
 }
 
 // Run starts a slave from the config file at path and serves until ctx ends.
@@ -81,15 +88,42 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if err := os.MkdirAll(cfg.Node.Data, 0o700); err != nil {
 		return fmt.Errorf("slave: data directory: %w", err)
 	}
+	if s.agent, err = openAgent(s.log, cfg.Node.Data, cfg.Cluster.Realm); err != nil {
+		return err
+	}
+	defer s.agent.j.Close()
+	if err := os.MkdirAll(cfg.Library.Path, 0o750); err != nil {
+		return fmt.Errorf("slave: library: %w", err)
+	}
+	if s.library, err = tape.OpenLibrary(cfg.Library.Path, cfg.Library.Drives, cfg.Library.Bytes); err != nil {
+		return err
+	}
+	s.ctx, s.running = ctx, map[string]context.CancelFunc{}
+	s.drives = make(chan int, cfg.Library.Drives)
+	for d := range cfg.Library.Drives {
+		s.drives <- d
+	}
+	// Orders a crash interrupted are not resumed: report them failed. The
+	// volumes they checkpointed stay recorded; their torn tape file is cut by
+	// the library at the next append.
+	jobs, _, _ := s.agent.inProgress()
+	for _, job := range jobs {
+		s.log.Warn("job interrupted by a restart; reporting it failed", "job", job)
+		if err := s.agent.queue(report{Kind: "done", Job: job, State: "failed", Note: "the slave restarted while the job ran; volumes checkpointed before stay recorded"}); err != nil {
+			return err
+		}
+	}
+	go s.agent.send(ctx, s.deliver)
 	lis, err := net.Listen("tcp", cfg.Node.Listen)
 	if err != nil {
 		return fmt.Errorf("slave: listen on %s: %w", cfg.Node.Listen, err)
 	}
 	s.addr = lis.Addr().String()
-	// The master calls the slave here (SlaveService comes with dumps); the
-	// standard health service already answers whether the slave is up.
+	// The master calls the slave here (SlaveService); the standard health
+	// service answers whether the slave is up.
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(s.creds.ServerTLS())))
 	healthpb.RegisterHealthServer(srv, health.NewServer())
+	api.RegisterSlaveServiceServer(srv, &service{s: s})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	defer srv.Stop()
@@ -161,11 +195,6 @@ func (s *Slave) register(ctx context.Context, cfg *Config) {
 		resp, err := client.RegisterDevice(cctx, req)
 		cancel()
 		if err == nil {
-			s.mu.Lock()
-			if resp.Epoch > s.epoch {
-				s.epoch = resp.Epoch
-			}
-			s.mu.Unlock()
 			s.log.Info("registered", "master", cfg.Cluster.Master, "epoch", resp.Epoch, "journal", resp.JournalId)
 			if s.opts.Ready != nil {
 				fmt.Fprintf(s.opts.Ready, "abs slave %s registered with %s (epoch %d)\n", cfg.Node.Name, cfg.Cluster.Master, resp.Epoch)
@@ -192,11 +221,9 @@ func (s *Slave) register(ctx context.Context, cfg *Config) {
 // registration describes this slave to the master: its address, drives,
 // and every server and partition it reaches (with the volumes it can list).
 func (s *Slave) registration(cfg *Config) *api.RegisterDeviceRequest {
-	s.mu.Lock()
-	// Seq is the last report sequence number the slave used; reports (with
-	// the slave's own journal that keeps it across restarts) come with dumps.
-	req := &api.RegisterDeviceRequest{Name: cfg.Node.Name, Addr: s.addr, Drives: uint32(cfg.Library.Drives), HighestEpoch: s.epoch, Seq: s.seq}
-	s.mu.Unlock()
+	jobs, _, epoch := s.agent.inProgress()
+	// Seq stays 0: registration is not a report, and reports carry their own.
+	req := &api.RegisterDeviceRequest{Name: cfg.Node.Name, Addr: s.addr, Drives: uint32(cfg.Library.Drives), HighestEpoch: epoch, JobsInProgress: jobs}
 	for _, srv := range cfg.Servers {
 		for _, p := range srv.Partitions {
 			r := &api.Reach{Server: srv.Name, Partition: p.Name, Volumes: p.Volumes}

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -134,9 +137,33 @@ func (c *tapeLsCmd) Run() error {
 }
 
 type tapeExtractCmd struct {
-	Cartridge string `arg:"" type:"existingfile" help:"The cartridge file."`
-	File      []int  `required:"" name:"file" placeholder:"N" help:"Tape file number (repeatable: a full dump, then its incrementals in order, applied one after the other)."`
-	To        string `required:"" type:"path" placeholder:"DIR" help:"Restore target (must be empty or missing for a full dump)."`
+	Cartridge string   `arg:"" type:"existingfile" help:"The cartridge file."`
+	File      []string `required:"" name:"file" placeholder:"N|CARTRIDGE:N" help:"Tape file number on CARTRIDGE, or on another cartridge (repeatable: a full dump, then its incrementals in order, applied one after the other)."`
+	To        string   `required:"" type:"path" placeholder:"DIR" help:"Restore target (must be empty or missing for a full dump)."`
+}
+
+// tapeFileRef is one --file: a tape file on a cartridge.
+type tapeFileRef struct {
+	cartridge string
+	n         int
+}
+
+func (c *tapeExtractCmd) refs() ([]tapeFileRef, error) {
+	var out []tapeFileRef
+	for _, f := range c.File {
+		ref := tapeFileRef{cartridge: c.Cartridge}
+		num := f
+		if i := strings.LastIndexByte(f, ':'); i >= 0 {
+			ref.cartridge, num = f[:i], f[i+1:]
+		}
+		n, err := strconv.Atoi(num)
+		if err != nil || n < 1 {
+			return nil, fail(exitUsage, "--file %q: want a tape file number N or CARTRIDGE:N", f)
+		}
+		ref.n = n
+		out = append(out, ref)
+	}
+	return out, nil
 }
 
 func (c *tapeExtractCmd) Help() string {
@@ -149,35 +176,46 @@ symlink tricks are refused.
 
 Examples:
   abs tape extract A00001.tape --file 3 --to /tmp/user.alice
-  abs tape extract A00001.tape --file 3 --file 7 --file 9 --to /tmp/user.alice`
+  abs tape extract A00001.tape --file 3 --file 7 --file A00002.tape:1 --to /tmp/user.alice`
 }
 
 func (c *tapeExtractCmd) Run(ctx context.Context) error {
-	// Check every payload named before writing anything.
-	_, files, lerr := tape.List(c.Cartridge)
-	if len(files) == 0 && lerr != nil {
-		return fail(exitCorrupt, "%v", lerr)
+	refs, err := c.refs()
+	if err != nil {
+		return err
 	}
-	for _, n := range c.File {
+	// Check every payload named before writing anything.
+	for _, ref := range refs {
+		_, files, lerr := tape.List(ref.cartridge)
+		if len(files) == 0 && lerr != nil {
+			return fail(exitCorrupt, "%v", lerr)
+		}
+		found := false
 		for _, f := range files {
-			if f.Number == n && f.Damage != "" {
-				return fail(exitCorrupt, "tape file %d of %s is damaged (%s): nothing restored", n, c.Cartridge, f.Damage)
+			if f.Number == ref.n {
+				found = true
+				if f.Damage != "" {
+					return fail(exitCorrupt, "tape file %d of %s is damaged (%s): nothing restored", ref.n, ref.cartridge, f.Damage)
+				}
 			}
+		}
+		if !found {
+			return fail(exitUsage, "%s has no tape file %d (abs tape ls lists them)", ref.cartridge, ref.n)
 		}
 	}
 	var after time.Time
-	for i, n := range c.File {
-		fi, r, err := tape.OpenFile(c.Cartridge, n)
+	for i, ref := range refs {
+		fi, r, err := tape.OpenFile(ref.cartridge, ref.n)
 		if err != nil {
 			return fail(exitCorrupt, "%v", err)
 		}
 		if fi.Part > 1 || fi.Continues {
 			r.Close()
-			return fail(exitFailed, "tape file %d is part %d of a dump that spans cartridges; extract reads single-cartridge dumps only", n, fi.Part)
+			return fail(exitFailed, "tape file %d of %s is part %d of a dump that spans cartridges; extract reads single-cartridge dumps only", ref.n, ref.cartridge, fi.Part)
 		}
 		if i == 0 && !fi.IncrementDate.IsZero() {
 			r.Close()
-			return fail(exitUsage, "tape file %d is an incremental (since %s): give its full dump first (abs tape ls shows which file that is)", n, incrementDate(fi.IncrementDate))
+			return fail(exitUsage, "tape file %d of %s is an incremental (since %s): give its full dump first (abs tape ls shows which file that is)", ref.n, ref.cartridge, incrementDate(fi.IncrementDate))
 		}
 		st, err := source.DirRestorer{}.Restore(ctx, c.To, r, source.RestoreOptions{After: after, Volume: fi.Volume})
 		if cerr := r.Close(); err == nil {
@@ -185,15 +223,15 @@ func (c *tapeExtractCmd) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			if errors.Is(err, tape.ErrCorrupt) {
-				return fail(exitCorrupt, "tape file %d: %v", n, err)
+				return fail(exitCorrupt, "tape file %d of %s: %v", ref.n, ref.cartridge, err)
 			}
-			return fail(exitFailed, "tape file %d: %v", n, err)
+			return fail(exitFailed, "tape file %d of %s: %v", ref.n, ref.cartridge, err)
 		}
 		kind := "incremental"
 		if st.Full {
 			kind = "full"
 		}
-		fmt.Printf("file %d: %s dump of %s (%s): %d files, %d directories, %d symlinks, %d deleted, %s\n", n, kind, st.Volume,
+		fmt.Printf("%s file %d: %s dump of %s (%s): %d files, %d directories, %d symlinks, %d deleted, %s\n", filepath.Base(ref.cartridge), ref.n, kind, st.Volume,
 			st.DumpDate.UTC().Format(time.RFC3339), st.Files, st.Dirs, st.Symlinks, st.Deleted, humanBytes(st.Bytes))
 		after = st.DumpDate
 	}

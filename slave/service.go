@@ -1,0 +1,233 @@
+package slave
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/abs-backup/abs/api"
+	"github.com/abs-backup/abs/cluster"
+)
+
+// Metadata keys a master sends with its calls.
+const (
+	JournalIDKey = "abs-journal-id"
+	EpochKey     = "abs-epoch"
+)
+
+// service serves api.SlaveService: the master's orders. Each returns once
+// the order is durably queued on the slave; outcomes go back as reports.
+type service struct {
+	api.UnimplementedSlaveServiceServer
+	s *Slave
+}
+
+func (v *service) Backup(ctx context.Context, req *api.BackupRequest) (*api.Queued, error) {
+	if err := v.s.obey(ctx); err != nil {
+		return nil, err
+	}
+	t := req.GetTarget()
+	if req.GetJob() == "" || t == nil {
+		return nil, status.Error(codes.InvalidArgument, "a backup order needs a job and a target")
+	}
+	o := DumpOrder{Job: req.GetJob(), Scope: t.GetScope(), Server: t.GetServer(), Partition: t.GetPartition(), Volume: t.GetVolume(),
+		Level: req.GetLevel(), Since: map[string]time.Time{}}
+	for _, vs := range req.GetSince() {
+		o.Since[vs.GetServer()+"/"+vs.GetPartition()+"/"+vs.GetVolume()] = time.Unix(0, vs.GetSinceUnixNano()).UTC()
+	}
+	v.s.log.Info("backup order", "job", o.Job, "scope", o.Scope, "level", o.Level, "volumes_with_increment_date", len(o.Since))
+	isNew, err := v.s.agent.accept(o)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "slave journal: %v", err)
+	}
+	if isNew {
+		v.s.start(o)
+	}
+	return &api.Queued{Already: !isNew}, nil
+}
+
+func (v *service) Abort(ctx context.Context, req *api.SlaveAbortRequest) (*api.Queued, error) {
+	if err := v.s.obey(ctx); err != nil {
+		return nil, err
+	}
+	v.s.mu.Lock()
+	cancel, ok := v.s.running[req.GetJob()]
+	v.s.mu.Unlock()
+	if ok {
+		cancel()
+	}
+	return &api.Queued{Already: !ok}, nil
+}
+
+// obey checks that a call comes from a master of the realm with the same
+// cluster configuration, and records its epoch before the slave acts on it.
+func (s *Slave) obey(ctx context.Context) error {
+	if _, err := cluster.Authorize(ctx, cluster.RoleMaster); err != nil {
+		return err
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	s.mu.Lock()
+	ours := s.cfg.Cluster.Hash()
+	s.mu.Unlock()
+	if h := md.Get(ClusterHashKey); len(h) == 0 || h[0] != ours {
+		return status.Errorf(codes.FailedPrecondition, "cluster configuration differs (caller %v, this slave %s)", h, ours)
+	}
+	var epoch uint64
+	if e := md.Get(EpochKey); len(e) > 0 {
+		epoch, _ = strconv.ParseUint(e[0], 10, 64)
+	}
+	if err := s.agent.acceptEpoch(epoch); err != nil {
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return nil
+}
+
+// start runs an accepted order on a free drive.
+func (s *Slave) start(o DumpOrder) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.mu.Lock()
+	s.running[o.Job] = cancel
+	s.mu.Unlock()
+	go func() {
+		defer cancel()
+		drive := <-s.drives
+		defer func() { s.drives <- drive }()
+		state, why := "done", ""
+		res, err := (&Runner{Library: s.library, Drive: drive, Config: s.config(), Master: &masterCalls{s: s}, Logger: s.log}).Dump(ctx, o)
+		switch {
+		case errors.Is(err, ErrAborted):
+			state, why = "aborted", "aborted by the master's order"
+		case err != nil:
+			state, why = "failed", err.Error()
+		}
+		s.log.Info("job ended", "job", o.Job, "state", state, "volumes", res.Volumes, "bytes", res.Bytes, "why", why)
+		if err := s.agent.queue(report{Kind: "done", Job: o.Job, State: state, Note: why, Volumes: res.Volumes, Bytes: res.Bytes}); err != nil {
+			s.log.Error("FATAL: slave journal", "err", err)
+		}
+		s.mu.Lock()
+		delete(s.running, o.Job)
+		s.mu.Unlock()
+	}()
+}
+
+func (s *Slave) config() *Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+// masterConn returns a connection to the master the config names now.
+func (s *Slave) masterConn() (*grpc.ClientConn, *Config, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil && s.connAddr == s.cfg.Cluster.Master {
+		return s.conn, s.cfg, nil
+	}
+	if s.conn != nil {
+		s.conn.Close()
+	}
+	conn, err := grpc.NewClient(s.cfg.Cluster.Master, grpc.WithTransportCredentials(credentials.NewTLS(s.creds.ClientTLS(cluster.RoleMaster))))
+	if err != nil {
+		return nil, nil, err
+	}
+	s.conn, s.connAddr = conn, s.cfg.Cluster.Master
+	return conn, s.cfg, nil
+}
+
+// call runs f against the current master with the cluster hash attached.
+func (s *Slave) call(ctx context.Context, f func(context.Context, api.MasterServiceClient, *Config) error) error {
+	conn, cfg, err := s.masterConn()
+	if err != nil {
+		return err
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, ClusterHashKey, cfg.Cluster.Hash())
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return f(ctx, api.NewMasterServiceClient(conn), cfg)
+}
+
+// deliver sends one owed report to the current master.
+func (s *Slave) deliver(ctx context.Context, rp *report) error {
+	return s.call(ctx, func(ctx context.Context, c api.MasterServiceClient, cfg *Config) error {
+		name := cfg.Node.Name
+		var err error
+		switch rp.Kind {
+		case "checkpoint":
+			d := rp.Dump
+			var incr int64
+			if !d.IncrementDate.IsZero() {
+				incr = d.IncrementDate.UnixNano()
+			}
+			_, err = c.DumpCheckpoint(ctx, &api.DumpCheckpointRequest{Slave: name, Seq: rp.Seq, Job: rp.Job, Volumes: int64(rp.Volumes), Bytes: rp.Bytes,
+				Dump: &api.DumpRecord{Volume: d.Volume, Server: d.Server, Partition: d.Partition, DumpDateUnixNano: d.DumpDate.UnixNano(),
+					IncrementDateUnixNano: incr, Tapes: d.Tapes, File: uint32(d.File), Bytes: d.Bytes, Sha256: d.SHA256, Job: rp.Job}})
+		case "status":
+			_, err = c.JobStatus(ctx, &api.JobStatusRequest{Slave: name, Seq: rp.Seq, Job: rp.Job, Volumes: int64(rp.Volumes), Bytes: rp.Bytes, Note: rp.Note})
+		case "done":
+			_, err = c.JobDone(ctx, &api.JobDoneRequest{Slave: name, Seq: rp.Seq, Job: rp.Job, State: rp.State, Why: rp.Note})
+		default:
+			return fmt.Errorf("unknown report kind %q", rp.Kind)
+		}
+		if code := status.Code(err); code == codes.NotFound || code == codes.FailedPrecondition || code == codes.InvalidArgument {
+			// The master will never take it (an unknown job, a refused
+			// record): retrying cannot help. Say so and move on.
+			s.log.Error("the master refused a report; dropping it", "seq", rp.Seq, "kind", rp.Kind, "job", rp.Job, "err", err)
+			return nil
+		}
+		return err
+	})
+}
+
+// masterCalls is the runner's view of the master: the tape label protocol
+// is asked synchronously; checkpoints and status become durable reports.
+type masterCalls struct{ s *Slave }
+
+func (m *masterCalls) ValidateTape(ctx context.Context, job, label, cartridge string) (verdict string, writable bool, reason string, err error) {
+	err = m.s.call(ctx, func(ctx context.Context, c api.MasterServiceClient, cfg *Config) error {
+		r, err := c.ValidateTape(ctx, &api.ValidateTapeRequest{Slave: cfg.Node.Name, Job: job, Label: label, Cartridge: cartridge})
+		if err == nil {
+			verdict, writable, reason = r.Verdict, r.Writable, r.Reason
+		}
+		return err
+	})
+	return
+}
+
+func (m *masterCalls) GenLabel(ctx context.Context, job, cartridge string) (label, realm, origin string, err error) {
+	err = m.s.call(ctx, func(ctx context.Context, c api.MasterServiceClient, cfg *Config) error {
+		r, err := c.GenLabel(ctx, &api.GenLabelRequest{Slave: cfg.Node.Name, Job: job, Cartridge: cartridge})
+		if err == nil {
+			label, realm, origin = r.Label, r.Realm, r.Origin
+		}
+		return err
+	})
+	return
+}
+
+func (m *masterCalls) ValidateLabel(ctx context.Context, job, label string) error {
+	return m.s.call(ctx, func(ctx context.Context, c api.MasterServiceClient, cfg *Config) error {
+		_, err := c.ValidateLabel(ctx, &api.ValidateLabelRequest{Slave: cfg.Node.Name, Job: job, Label: label})
+		return err
+	})
+}
+
+func (m *masterCalls) DumpCheckpoint(ctx context.Context, job string, d DumpRecord, volumes int, bytes int64) error {
+	return m.s.agent.queue(report{Kind: "checkpoint", Job: job, Dump: &d, Volumes: volumes, Bytes: bytes})
+}
+
+func (m *masterCalls) JobStatus(ctx context.Context, job string, volumes int, bytes int64, note string) error {
+	return m.s.agent.queue(report{Kind: "status", Job: job, Volumes: volumes, Bytes: bytes, Note: note})
+}
+
+var (
+	_ Master                 = (*masterCalls)(nil)
+	_ api.SlaveServiceServer = (*service)(nil)
+)

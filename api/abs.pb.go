@@ -884,6 +884,90 @@ func (x *Job) GetBytes() int64 {
 	return 0
 }
 
+type RestoreRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Server        string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"` // may be empty when the volume name is unique
+	Partition     string                 `protobuf:"bytes,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Volume        string                 `protobuf:"bytes,3,opt,name=volume,proto3" json:"volume,omitempty"`
+	To            string                 `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`                                              // absolute directory on the slave
+	AsOfUnixNano  int64                  `protobuf:"varint,5,opt,name=as_of_unix_nano,json=asOfUnixNano,proto3" json:"as_of_unix_nano,omitempty"` // 0: the latest dumps
+	Slave         string                 `protobuf:"bytes,6,opt,name=slave,proto3" json:"slave,omitempty"`                                        // optional
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreRequest) Reset() {
+	*x = RestoreRequest{}
+	mi := &file_api_abs_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreRequest) ProtoMessage() {}
+
+func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
+func (*RestoreRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RestoreRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *RestoreRequest) GetPartition() string {
+	if x != nil {
+		return x.Partition
+	}
+	return ""
+}
+
+func (x *RestoreRequest) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *RestoreRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *RestoreRequest) GetAsOfUnixNano() int64 {
+	if x != nil {
+		return x.AsOfUnixNano
+	}
+	return 0
+}
+
+func (x *RestoreRequest) GetSlave() string {
+	if x != nil {
+		return x.Slave
+	}
+	return ""
+}
+
 type ListJobsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	All   bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
@@ -898,7 +982,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_api_abs_proto_msgTypes[13]
+	mi := &file_api_abs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +994,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[13]
+	mi := &file_api_abs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1007,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{13}
+	return file_api_abs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListJobsRequest) GetAll() bool {
@@ -958,7 +1042,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_api_abs_proto_msgTypes[14]
+	mi := &file_api_abs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1054,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[14]
+	mi := &file_api_abs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1067,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{14}
+	return file_api_abs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1009,7 +1093,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_api_abs_proto_msgTypes[15]
+	mi := &file_api_abs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1105,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[15]
+	mi := &file_api_abs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1118,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{15}
+	return file_api_abs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1053,7 +1137,7 @@ type AbortRequest struct {
 
 func (x *AbortRequest) Reset() {
 	*x = AbortRequest{}
-	mi := &file_api_abs_proto_msgTypes[16]
+	mi := &file_api_abs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1149,7 @@ func (x *AbortRequest) String() string {
 func (*AbortRequest) ProtoMessage() {}
 
 func (x *AbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[16]
+	mi := &file_api_abs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1162,7 @@ func (x *AbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRequest.ProtoReflect.Descriptor instead.
 func (*AbortRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{16}
+	return file_api_abs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AbortRequest) GetId() string {
@@ -1096,7 +1180,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_api_abs_proto_msgTypes[17]
+	mi := &file_api_abs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1192,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[17]
+	mi := &file_api_abs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1205,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{17}
+	return file_api_abs_proto_rawDescGZIP(), []int{18}
 }
 
 type StatusResponse struct {
@@ -1149,7 +1233,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_api_abs_proto_msgTypes[18]
+	mi := &file_api_abs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1245,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[18]
+	mi := &file_api_abs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1258,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{18}
+	return file_api_abs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StatusResponse) GetRealm() string {
@@ -1308,7 +1392,7 @@ type ValidateTapeRequest struct {
 
 func (x *ValidateTapeRequest) Reset() {
 	*x = ValidateTapeRequest{}
-	mi := &file_api_abs_proto_msgTypes[19]
+	mi := &file_api_abs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1404,7 @@ func (x *ValidateTapeRequest) String() string {
 func (*ValidateTapeRequest) ProtoMessage() {}
 
 func (x *ValidateTapeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[19]
+	mi := &file_api_abs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1417,7 @@ func (x *ValidateTapeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTapeRequest.ProtoReflect.Descriptor instead.
 func (*ValidateTapeRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{19}
+	return file_api_abs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ValidateTapeRequest) GetSlave() string {
@@ -1375,7 +1459,7 @@ type ValidateTapeResponse struct {
 
 func (x *ValidateTapeResponse) Reset() {
 	*x = ValidateTapeResponse{}
-	mi := &file_api_abs_proto_msgTypes[20]
+	mi := &file_api_abs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1471,7 @@ func (x *ValidateTapeResponse) String() string {
 func (*ValidateTapeResponse) ProtoMessage() {}
 
 func (x *ValidateTapeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[20]
+	mi := &file_api_abs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1484,7 @@ func (x *ValidateTapeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTapeResponse.ProtoReflect.Descriptor instead.
 func (*ValidateTapeResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{20}
+	return file_api_abs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ValidateTapeResponse) GetVerdict() string {
@@ -1435,7 +1519,7 @@ type GenLabelRequest struct {
 
 func (x *GenLabelRequest) Reset() {
 	*x = GenLabelRequest{}
-	mi := &file_api_abs_proto_msgTypes[21]
+	mi := &file_api_abs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1531,7 @@ func (x *GenLabelRequest) String() string {
 func (*GenLabelRequest) ProtoMessage() {}
 
 func (x *GenLabelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[21]
+	mi := &file_api_abs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1544,7 @@ func (x *GenLabelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenLabelRequest.ProtoReflect.Descriptor instead.
 func (*GenLabelRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{21}
+	return file_api_abs_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GenLabelRequest) GetSlave() string {
@@ -1495,7 +1579,7 @@ type GenLabelResponse struct {
 
 func (x *GenLabelResponse) Reset() {
 	*x = GenLabelResponse{}
-	mi := &file_api_abs_proto_msgTypes[22]
+	mi := &file_api_abs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1591,7 @@ func (x *GenLabelResponse) String() string {
 func (*GenLabelResponse) ProtoMessage() {}
 
 func (x *GenLabelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[22]
+	mi := &file_api_abs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1604,7 @@ func (x *GenLabelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenLabelResponse.ProtoReflect.Descriptor instead.
 func (*GenLabelResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{22}
+	return file_api_abs_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GenLabelResponse) GetLabel() string {
@@ -1555,7 +1639,7 @@ type ValidateLabelRequest struct {
 
 func (x *ValidateLabelRequest) Reset() {
 	*x = ValidateLabelRequest{}
-	mi := &file_api_abs_proto_msgTypes[23]
+	mi := &file_api_abs_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1651,7 @@ func (x *ValidateLabelRequest) String() string {
 func (*ValidateLabelRequest) ProtoMessage() {}
 
 func (x *ValidateLabelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[23]
+	mi := &file_api_abs_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1664,7 @@ func (x *ValidateLabelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateLabelRequest.ProtoReflect.Descriptor instead.
 func (*ValidateLabelRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{23}
+	return file_api_abs_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ValidateLabelRequest) GetSlave() string {
@@ -1612,7 +1696,7 @@ type ValidateLabelResponse struct {
 
 func (x *ValidateLabelResponse) Reset() {
 	*x = ValidateLabelResponse{}
-	mi := &file_api_abs_proto_msgTypes[24]
+	mi := &file_api_abs_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1708,7 @@ func (x *ValidateLabelResponse) String() string {
 func (*ValidateLabelResponse) ProtoMessage() {}
 
 func (x *ValidateLabelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[24]
+	mi := &file_api_abs_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1721,7 @@ func (x *ValidateLabelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateLabelResponse.ProtoReflect.Descriptor instead.
 func (*ValidateLabelResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{24}
+	return file_api_abs_proto_rawDescGZIP(), []int{25}
 }
 
 // DumpRecord is one volume written to tape.
@@ -1659,7 +1743,7 @@ type DumpRecord struct {
 
 func (x *DumpRecord) Reset() {
 	*x = DumpRecord{}
-	mi := &file_api_abs_proto_msgTypes[25]
+	mi := &file_api_abs_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1755,7 @@ func (x *DumpRecord) String() string {
 func (*DumpRecord) ProtoMessage() {}
 
 func (x *DumpRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[25]
+	mi := &file_api_abs_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1768,7 @@ func (x *DumpRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpRecord.ProtoReflect.Descriptor instead.
 func (*DumpRecord) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{25}
+	return file_api_abs_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DumpRecord) GetVolume() string {
@@ -1771,7 +1855,7 @@ type DumpCheckpointRequest struct {
 
 func (x *DumpCheckpointRequest) Reset() {
 	*x = DumpCheckpointRequest{}
-	mi := &file_api_abs_proto_msgTypes[26]
+	mi := &file_api_abs_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +1867,7 @@ func (x *DumpCheckpointRequest) String() string {
 func (*DumpCheckpointRequest) ProtoMessage() {}
 
 func (x *DumpCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[26]
+	mi := &file_api_abs_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +1880,7 @@ func (x *DumpCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*DumpCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{26}
+	return file_api_abs_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DumpCheckpointRequest) GetSlave() string {
@@ -1855,7 +1939,7 @@ type JobStatusRequest struct {
 
 func (x *JobStatusRequest) Reset() {
 	*x = JobStatusRequest{}
-	mi := &file_api_abs_proto_msgTypes[27]
+	mi := &file_api_abs_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +1951,7 @@ func (x *JobStatusRequest) String() string {
 func (*JobStatusRequest) ProtoMessage() {}
 
 func (x *JobStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[27]
+	mi := &file_api_abs_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +1964,7 @@ func (x *JobStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatusRequest.ProtoReflect.Descriptor instead.
 func (*JobStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{27}
+	return file_api_abs_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JobStatusRequest) GetSlave() string {
@@ -1938,7 +2022,7 @@ type JobDoneRequest struct {
 
 func (x *JobDoneRequest) Reset() {
 	*x = JobDoneRequest{}
-	mi := &file_api_abs_proto_msgTypes[28]
+	mi := &file_api_abs_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2034,7 @@ func (x *JobDoneRequest) String() string {
 func (*JobDoneRequest) ProtoMessage() {}
 
 func (x *JobDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[28]
+	mi := &file_api_abs_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2047,7 @@ func (x *JobDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDoneRequest.ProtoReflect.Descriptor instead.
 func (*JobDoneRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{28}
+	return file_api_abs_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JobDoneRequest) GetSlave() string {
@@ -2010,7 +2094,7 @@ type ReportAck struct {
 
 func (x *ReportAck) Reset() {
 	*x = ReportAck{}
-	mi := &file_api_abs_proto_msgTypes[29]
+	mi := &file_api_abs_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2106,7 @@ func (x *ReportAck) String() string {
 func (*ReportAck) ProtoMessage() {}
 
 func (x *ReportAck) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[29]
+	mi := &file_api_abs_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2119,7 @@ func (x *ReportAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportAck.ProtoReflect.Descriptor instead.
 func (*ReportAck) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{29}
+	return file_api_abs_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReportAck) GetDuplicate() bool {
@@ -2058,7 +2142,7 @@ type VolumeSince struct {
 
 func (x *VolumeSince) Reset() {
 	*x = VolumeSince{}
-	mi := &file_api_abs_proto_msgTypes[30]
+	mi := &file_api_abs_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2154,7 @@ func (x *VolumeSince) String() string {
 func (*VolumeSince) ProtoMessage() {}
 
 func (x *VolumeSince) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[30]
+	mi := &file_api_abs_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2167,7 @@ func (x *VolumeSince) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeSince.ProtoReflect.Descriptor instead.
 func (*VolumeSince) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{30}
+	return file_api_abs_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VolumeSince) GetServer() string {
@@ -2128,7 +2212,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_api_abs_proto_msgTypes[31]
+	mi := &file_api_abs_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2224,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[31]
+	mi := &file_api_abs_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2237,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{31}
+	return file_api_abs_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BackupRequest) GetJob() string {
@@ -2184,6 +2268,90 @@ func (x *BackupRequest) GetSince() []*VolumeSince {
 	return nil
 }
 
+type SlaveRestoreRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Server        string                 `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
+	Partition     string                 `protobuf:"bytes,3,opt,name=partition,proto3" json:"partition,omitempty"`
+	Volume        string                 `protobuf:"bytes,4,opt,name=volume,proto3" json:"volume,omitempty"`
+	To            string                 `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	Plan          []*DumpRecord          `protobuf:"bytes,6,rep,name=plan,proto3" json:"plan,omitempty"` // full dump, then incrementals, in order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SlaveRestoreRequest) Reset() {
+	*x = SlaveRestoreRequest{}
+	mi := &file_api_abs_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlaveRestoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlaveRestoreRequest) ProtoMessage() {}
+
+func (x *SlaveRestoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlaveRestoreRequest.ProtoReflect.Descriptor instead.
+func (*SlaveRestoreRequest) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *SlaveRestoreRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *SlaveRestoreRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *SlaveRestoreRequest) GetPartition() string {
+	if x != nil {
+		return x.Partition
+	}
+	return ""
+}
+
+func (x *SlaveRestoreRequest) GetVolume() string {
+	if x != nil {
+		return x.Volume
+	}
+	return ""
+}
+
+func (x *SlaveRestoreRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *SlaveRestoreRequest) GetPlan() []*DumpRecord {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
 type SlaveAbortRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Job           string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
@@ -2193,7 +2361,7 @@ type SlaveAbortRequest struct {
 
 func (x *SlaveAbortRequest) Reset() {
 	*x = SlaveAbortRequest{}
-	mi := &file_api_abs_proto_msgTypes[32]
+	mi := &file_api_abs_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2373,7 @@ func (x *SlaveAbortRequest) String() string {
 func (*SlaveAbortRequest) ProtoMessage() {}
 
 func (x *SlaveAbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[32]
+	mi := &file_api_abs_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2218,7 +2386,7 @@ func (x *SlaveAbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlaveAbortRequest.ProtoReflect.Descriptor instead.
 func (*SlaveAbortRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{32}
+	return file_api_abs_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SlaveAbortRequest) GetJob() string {
@@ -2237,7 +2405,7 @@ type Queued struct {
 
 func (x *Queued) Reset() {
 	*x = Queued{}
-	mi := &file_api_abs_proto_msgTypes[33]
+	mi := &file_api_abs_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2417,7 @@ func (x *Queued) String() string {
 func (*Queued) ProtoMessage() {}
 
 func (x *Queued) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[33]
+	mi := &file_api_abs_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2430,7 @@ func (x *Queued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Queued.ProtoReflect.Descriptor instead.
 func (*Queued) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{33}
+	return file_api_abs_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Queued) GetAlready() bool {
@@ -2283,7 +2451,7 @@ type Reach struct {
 
 func (x *Reach) Reset() {
 	*x = Reach{}
-	mi := &file_api_abs_proto_msgTypes[34]
+	mi := &file_api_abs_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2463,7 @@ func (x *Reach) String() string {
 func (*Reach) ProtoMessage() {}
 
 func (x *Reach) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[34]
+	mi := &file_api_abs_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2476,7 @@ func (x *Reach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reach.ProtoReflect.Descriptor instead.
 func (*Reach) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{34}
+	return file_api_abs_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Reach) GetServer() string {
@@ -2347,7 +2515,7 @@ type RegisterDeviceRequest struct {
 
 func (x *RegisterDeviceRequest) Reset() {
 	*x = RegisterDeviceRequest{}
-	mi := &file_api_abs_proto_msgTypes[35]
+	mi := &file_api_abs_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2527,7 @@ func (x *RegisterDeviceRequest) String() string {
 func (*RegisterDeviceRequest) ProtoMessage() {}
 
 func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[35]
+	mi := &file_api_abs_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2540,7 @@ func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{35}
+	return file_api_abs_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RegisterDeviceRequest) GetName() string {
@@ -2435,7 +2603,7 @@ type RegisterDeviceResponse struct {
 
 func (x *RegisterDeviceResponse) Reset() {
 	*x = RegisterDeviceResponse{}
-	mi := &file_api_abs_proto_msgTypes[36]
+	mi := &file_api_abs_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2615,7 @@ func (x *RegisterDeviceResponse) String() string {
 func (*RegisterDeviceResponse) ProtoMessage() {}
 
 func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[36]
+	mi := &file_api_abs_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2628,7 @@ func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{36}
+	return file_api_abs_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RegisterDeviceResponse) GetJournalId() string {
@@ -2552,7 +2720,14 @@ const file_api_abs_proto_rawDesc = "" +
 	"\x12ended_at_unix_nano\x18\f \x01(\x03R\x0fendedAtUnixNano\x12!\n" +
 	"\fqueued_index\x18\r \x01(\x04R\vqueuedIndex\x12\x18\n" +
 	"\avolumes\x18\x0e \x01(\x03R\avolumes\x12\x14\n" +
-	"\x05bytes\x18\x0f \x01(\x03R\x05bytes\"Z\n" +
+	"\x05bytes\x18\x0f \x01(\x03R\x05bytes\"\xab\x01\n" +
+	"\x0eRestoreRequest\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\tR\tpartition\x12\x16\n" +
+	"\x06volume\x18\x03 \x01(\tR\x06volume\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\tR\x02to\x12%\n" +
+	"\x0fas_of_unix_nano\x18\x05 \x01(\x03R\fasOfUnixNano\x12\x14\n" +
+	"\x05slave\x18\x06 \x01(\tR\x05slave\"Z\n" +
 	"\x0fListJobsRequest\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x1f\n" +
@@ -2657,7 +2832,14 @@ const file_api_abs_proto_rawDesc = "" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12&\n" +
 	"\x06target\x18\x02 \x01(\v2\x0e.abs.v1.TargetR\x06target\x12\x14\n" +
 	"\x05level\x18\x03 \x01(\tR\x05level\x12)\n" +
-	"\x05since\x18\x04 \x03(\v2\x13.abs.v1.VolumeSinceR\x05since\"%\n" +
+	"\x05since\x18\x04 \x03(\v2\x13.abs.v1.VolumeSinceR\x05since\"\xad\x01\n" +
+	"\x13SlaveRestoreRequest\x12\x10\n" +
+	"\x03job\x18\x01 \x01(\tR\x03job\x12\x16\n" +
+	"\x06server\x18\x02 \x01(\tR\x06server\x12\x1c\n" +
+	"\tpartition\x18\x03 \x01(\tR\tpartition\x12\x16\n" +
+	"\x06volume\x18\x04 \x01(\tR\x06volume\x12\x0e\n" +
+	"\x02to\x18\x05 \x01(\tR\x02to\x12&\n" +
+	"\x04plan\x18\x06 \x03(\v2\x12.abs.v1.DumpRecordR\x04plan\"%\n" +
 	"\x11SlaveAbortRequest\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\"\"\n" +
 	"\x06Queued\x12\x18\n" +
@@ -2678,9 +2860,10 @@ const file_api_abs_proto_rawDesc = "" +
 	"\n" +
 	"journal_id\x18\x01 \x01(\tR\tjournalId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x14\n" +
-	"\x05realm\x18\x03 \x01(\tR\x05realm2\x93\x04\n" +
+	"\x05realm\x18\x03 \x01(\tR\x05realm2\xc3\x04\n" +
 	"\x0fOperatorService\x12(\n" +
-	"\x04Dump\x12\x13.abs.v1.DumpRequest\x1a\v.abs.v1.Job\x12=\n" +
+	"\x04Dump\x12\x13.abs.v1.DumpRequest\x1a\v.abs.v1.Job\x12.\n" +
+	"\aRestore\x12\x16.abs.v1.RestoreRequest\x1a\v.abs.v1.Job\x12=\n" +
 	"\bListJobs\x12\x17.abs.v1.ListJobsRequest\x1a\x18.abs.v1.ListJobsResponse\x12,\n" +
 	"\x06GetJob\x12\x15.abs.v1.GetJobRequest\x1a\v.abs.v1.Job\x12*\n" +
 	"\x05Abort\x12\x14.abs.v1.AbortRequest\x1a\v.abs.v1.Job\x127\n" +
@@ -2697,9 +2880,10 @@ const file_api_abs_proto_rawDesc = "" +
 	"\rValidateLabel\x12\x1c.abs.v1.ValidateLabelRequest\x1a\x1d.abs.v1.ValidateLabelResponse\x12B\n" +
 	"\x0eDumpCheckpoint\x12\x1d.abs.v1.DumpCheckpointRequest\x1a\x11.abs.v1.ReportAck\x128\n" +
 	"\tJobStatus\x12\x18.abs.v1.JobStatusRequest\x1a\x11.abs.v1.ReportAck\x124\n" +
-	"\aJobDone\x12\x16.abs.v1.JobDoneRequest\x1a\x11.abs.v1.ReportAck2s\n" +
+	"\aJobDone\x12\x16.abs.v1.JobDoneRequest\x1a\x11.abs.v1.ReportAck2\xab\x01\n" +
 	"\fSlaveService\x12/\n" +
-	"\x06Backup\x12\x15.abs.v1.BackupRequest\x1a\x0e.abs.v1.Queued\x122\n" +
+	"\x06Backup\x12\x15.abs.v1.BackupRequest\x1a\x0e.abs.v1.Queued\x126\n" +
+	"\aRestore\x12\x1b.abs.v1.SlaveRestoreRequest\x1a\x0e.abs.v1.Queued\x122\n" +
 	"\x05Abort\x12\x19.abs.v1.SlaveAbortRequest\x1a\x0e.abs.v1.QueuedB#Z!github.com/abs-backup/abs/api;apib\x06proto3"
 
 var (
@@ -2714,7 +2898,7 @@ func file_api_abs_proto_rawDescGZIP() []byte {
 	return file_api_abs_proto_rawDescData
 }
 
-var file_api_abs_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_api_abs_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_api_abs_proto_goTypes = []any{
 	(*ReportRequest)(nil),          // 0: abs.v1.ReportRequest
 	(*ListVolumesRequest)(nil),     // 1: abs.v1.ListVolumesRequest
@@ -2729,31 +2913,33 @@ var file_api_abs_proto_goTypes = []any{
 	(*Target)(nil),                 // 10: abs.v1.Target
 	(*DumpRequest)(nil),            // 11: abs.v1.DumpRequest
 	(*Job)(nil),                    // 12: abs.v1.Job
-	(*ListJobsRequest)(nil),        // 13: abs.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 14: abs.v1.ListJobsResponse
-	(*GetJobRequest)(nil),          // 15: abs.v1.GetJobRequest
-	(*AbortRequest)(nil),           // 16: abs.v1.AbortRequest
-	(*StatusRequest)(nil),          // 17: abs.v1.StatusRequest
-	(*StatusResponse)(nil),         // 18: abs.v1.StatusResponse
-	(*ValidateTapeRequest)(nil),    // 19: abs.v1.ValidateTapeRequest
-	(*ValidateTapeResponse)(nil),   // 20: abs.v1.ValidateTapeResponse
-	(*GenLabelRequest)(nil),        // 21: abs.v1.GenLabelRequest
-	(*GenLabelResponse)(nil),       // 22: abs.v1.GenLabelResponse
-	(*ValidateLabelRequest)(nil),   // 23: abs.v1.ValidateLabelRequest
-	(*ValidateLabelResponse)(nil),  // 24: abs.v1.ValidateLabelResponse
-	(*DumpRecord)(nil),             // 25: abs.v1.DumpRecord
-	(*DumpCheckpointRequest)(nil),  // 26: abs.v1.DumpCheckpointRequest
-	(*JobStatusRequest)(nil),       // 27: abs.v1.JobStatusRequest
-	(*JobDoneRequest)(nil),         // 28: abs.v1.JobDoneRequest
-	(*ReportAck)(nil),              // 29: abs.v1.ReportAck
-	(*VolumeSince)(nil),            // 30: abs.v1.VolumeSince
-	(*BackupRequest)(nil),          // 31: abs.v1.BackupRequest
-	(*SlaveAbortRequest)(nil),      // 32: abs.v1.SlaveAbortRequest
-	(*Queued)(nil),                 // 33: abs.v1.Queued
-	(*Reach)(nil),                  // 34: abs.v1.Reach
-	(*RegisterDeviceRequest)(nil),  // 35: abs.v1.RegisterDeviceRequest
-	(*RegisterDeviceResponse)(nil), // 36: abs.v1.RegisterDeviceResponse
-	nil,                            // 37: abs.v1.StatusResponse.JobsByStateEntry
+	(*RestoreRequest)(nil),         // 13: abs.v1.RestoreRequest
+	(*ListJobsRequest)(nil),        // 14: abs.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 15: abs.v1.ListJobsResponse
+	(*GetJobRequest)(nil),          // 16: abs.v1.GetJobRequest
+	(*AbortRequest)(nil),           // 17: abs.v1.AbortRequest
+	(*StatusRequest)(nil),          // 18: abs.v1.StatusRequest
+	(*StatusResponse)(nil),         // 19: abs.v1.StatusResponse
+	(*ValidateTapeRequest)(nil),    // 20: abs.v1.ValidateTapeRequest
+	(*ValidateTapeResponse)(nil),   // 21: abs.v1.ValidateTapeResponse
+	(*GenLabelRequest)(nil),        // 22: abs.v1.GenLabelRequest
+	(*GenLabelResponse)(nil),       // 23: abs.v1.GenLabelResponse
+	(*ValidateLabelRequest)(nil),   // 24: abs.v1.ValidateLabelRequest
+	(*ValidateLabelResponse)(nil),  // 25: abs.v1.ValidateLabelResponse
+	(*DumpRecord)(nil),             // 26: abs.v1.DumpRecord
+	(*DumpCheckpointRequest)(nil),  // 27: abs.v1.DumpCheckpointRequest
+	(*JobStatusRequest)(nil),       // 28: abs.v1.JobStatusRequest
+	(*JobDoneRequest)(nil),         // 29: abs.v1.JobDoneRequest
+	(*ReportAck)(nil),              // 30: abs.v1.ReportAck
+	(*VolumeSince)(nil),            // 31: abs.v1.VolumeSince
+	(*BackupRequest)(nil),          // 32: abs.v1.BackupRequest
+	(*SlaveRestoreRequest)(nil),    // 33: abs.v1.SlaveRestoreRequest
+	(*SlaveAbortRequest)(nil),      // 34: abs.v1.SlaveAbortRequest
+	(*Queued)(nil),                 // 35: abs.v1.Queued
+	(*Reach)(nil),                  // 36: abs.v1.Reach
+	(*RegisterDeviceRequest)(nil),  // 37: abs.v1.RegisterDeviceRequest
+	(*RegisterDeviceResponse)(nil), // 38: abs.v1.RegisterDeviceResponse
+	nil,                            // 39: abs.v1.StatusResponse.JobsByStateEntry
 }
 var file_api_abs_proto_depIdxs = []int32{
 	2,  // 0: abs.v1.ListVolumesResponse.volumes:type_name -> abs.v1.VolumeInfo
@@ -2763,52 +2949,57 @@ var file_api_abs_proto_depIdxs = []int32{
 	10, // 4: abs.v1.DumpRequest.target:type_name -> abs.v1.Target
 	10, // 5: abs.v1.Job.target:type_name -> abs.v1.Target
 	12, // 6: abs.v1.ListJobsResponse.jobs:type_name -> abs.v1.Job
-	37, // 7: abs.v1.StatusResponse.jobs_by_state:type_name -> abs.v1.StatusResponse.JobsByStateEntry
-	25, // 8: abs.v1.DumpCheckpointRequest.dump:type_name -> abs.v1.DumpRecord
+	39, // 7: abs.v1.StatusResponse.jobs_by_state:type_name -> abs.v1.StatusResponse.JobsByStateEntry
+	26, // 8: abs.v1.DumpCheckpointRequest.dump:type_name -> abs.v1.DumpRecord
 	10, // 9: abs.v1.BackupRequest.target:type_name -> abs.v1.Target
-	30, // 10: abs.v1.BackupRequest.since:type_name -> abs.v1.VolumeSince
-	34, // 11: abs.v1.RegisterDeviceRequest.reaches:type_name -> abs.v1.Reach
-	11, // 12: abs.v1.OperatorService.Dump:input_type -> abs.v1.DumpRequest
-	13, // 13: abs.v1.OperatorService.ListJobs:input_type -> abs.v1.ListJobsRequest
-	15, // 14: abs.v1.OperatorService.GetJob:input_type -> abs.v1.GetJobRequest
-	16, // 15: abs.v1.OperatorService.Abort:input_type -> abs.v1.AbortRequest
-	17, // 16: abs.v1.OperatorService.Status:input_type -> abs.v1.StatusRequest
-	7,  // 17: abs.v1.OperatorService.ListSlaves:input_type -> abs.v1.ListSlavesRequest
-	0,  // 18: abs.v1.OperatorService.Report:input_type -> abs.v1.ReportRequest
-	1,  // 19: abs.v1.OperatorService.ListVolumes:input_type -> abs.v1.ListVolumesRequest
-	4,  // 20: abs.v1.OperatorService.ListTapes:input_type -> abs.v1.ListTapesRequest
-	35, // 21: abs.v1.MasterService.RegisterDevice:input_type -> abs.v1.RegisterDeviceRequest
-	19, // 22: abs.v1.MasterService.ValidateTape:input_type -> abs.v1.ValidateTapeRequest
-	21, // 23: abs.v1.MasterService.GenLabel:input_type -> abs.v1.GenLabelRequest
-	23, // 24: abs.v1.MasterService.ValidateLabel:input_type -> abs.v1.ValidateLabelRequest
-	26, // 25: abs.v1.MasterService.DumpCheckpoint:input_type -> abs.v1.DumpCheckpointRequest
-	27, // 26: abs.v1.MasterService.JobStatus:input_type -> abs.v1.JobStatusRequest
-	28, // 27: abs.v1.MasterService.JobDone:input_type -> abs.v1.JobDoneRequest
-	31, // 28: abs.v1.SlaveService.Backup:input_type -> abs.v1.BackupRequest
-	32, // 29: abs.v1.SlaveService.Abort:input_type -> abs.v1.SlaveAbortRequest
-	12, // 30: abs.v1.OperatorService.Dump:output_type -> abs.v1.Job
-	14, // 31: abs.v1.OperatorService.ListJobs:output_type -> abs.v1.ListJobsResponse
-	12, // 32: abs.v1.OperatorService.GetJob:output_type -> abs.v1.Job
-	12, // 33: abs.v1.OperatorService.Abort:output_type -> abs.v1.Job
-	18, // 34: abs.v1.OperatorService.Status:output_type -> abs.v1.StatusResponse
-	9,  // 35: abs.v1.OperatorService.ListSlaves:output_type -> abs.v1.ListSlavesResponse
-	25, // 36: abs.v1.OperatorService.Report:output_type -> abs.v1.DumpRecord
-	3,  // 37: abs.v1.OperatorService.ListVolumes:output_type -> abs.v1.ListVolumesResponse
-	6,  // 38: abs.v1.OperatorService.ListTapes:output_type -> abs.v1.ListTapesResponse
-	36, // 39: abs.v1.MasterService.RegisterDevice:output_type -> abs.v1.RegisterDeviceResponse
-	20, // 40: abs.v1.MasterService.ValidateTape:output_type -> abs.v1.ValidateTapeResponse
-	22, // 41: abs.v1.MasterService.GenLabel:output_type -> abs.v1.GenLabelResponse
-	24, // 42: abs.v1.MasterService.ValidateLabel:output_type -> abs.v1.ValidateLabelResponse
-	29, // 43: abs.v1.MasterService.DumpCheckpoint:output_type -> abs.v1.ReportAck
-	29, // 44: abs.v1.MasterService.JobStatus:output_type -> abs.v1.ReportAck
-	29, // 45: abs.v1.MasterService.JobDone:output_type -> abs.v1.ReportAck
-	33, // 46: abs.v1.SlaveService.Backup:output_type -> abs.v1.Queued
-	33, // 47: abs.v1.SlaveService.Abort:output_type -> abs.v1.Queued
-	30, // [30:48] is the sub-list for method output_type
-	12, // [12:30] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	31, // 10: abs.v1.BackupRequest.since:type_name -> abs.v1.VolumeSince
+	26, // 11: abs.v1.SlaveRestoreRequest.plan:type_name -> abs.v1.DumpRecord
+	36, // 12: abs.v1.RegisterDeviceRequest.reaches:type_name -> abs.v1.Reach
+	11, // 13: abs.v1.OperatorService.Dump:input_type -> abs.v1.DumpRequest
+	13, // 14: abs.v1.OperatorService.Restore:input_type -> abs.v1.RestoreRequest
+	14, // 15: abs.v1.OperatorService.ListJobs:input_type -> abs.v1.ListJobsRequest
+	16, // 16: abs.v1.OperatorService.GetJob:input_type -> abs.v1.GetJobRequest
+	17, // 17: abs.v1.OperatorService.Abort:input_type -> abs.v1.AbortRequest
+	18, // 18: abs.v1.OperatorService.Status:input_type -> abs.v1.StatusRequest
+	7,  // 19: abs.v1.OperatorService.ListSlaves:input_type -> abs.v1.ListSlavesRequest
+	0,  // 20: abs.v1.OperatorService.Report:input_type -> abs.v1.ReportRequest
+	1,  // 21: abs.v1.OperatorService.ListVolumes:input_type -> abs.v1.ListVolumesRequest
+	4,  // 22: abs.v1.OperatorService.ListTapes:input_type -> abs.v1.ListTapesRequest
+	37, // 23: abs.v1.MasterService.RegisterDevice:input_type -> abs.v1.RegisterDeviceRequest
+	20, // 24: abs.v1.MasterService.ValidateTape:input_type -> abs.v1.ValidateTapeRequest
+	22, // 25: abs.v1.MasterService.GenLabel:input_type -> abs.v1.GenLabelRequest
+	24, // 26: abs.v1.MasterService.ValidateLabel:input_type -> abs.v1.ValidateLabelRequest
+	27, // 27: abs.v1.MasterService.DumpCheckpoint:input_type -> abs.v1.DumpCheckpointRequest
+	28, // 28: abs.v1.MasterService.JobStatus:input_type -> abs.v1.JobStatusRequest
+	29, // 29: abs.v1.MasterService.JobDone:input_type -> abs.v1.JobDoneRequest
+	32, // 30: abs.v1.SlaveService.Backup:input_type -> abs.v1.BackupRequest
+	33, // 31: abs.v1.SlaveService.Restore:input_type -> abs.v1.SlaveRestoreRequest
+	34, // 32: abs.v1.SlaveService.Abort:input_type -> abs.v1.SlaveAbortRequest
+	12, // 33: abs.v1.OperatorService.Dump:output_type -> abs.v1.Job
+	12, // 34: abs.v1.OperatorService.Restore:output_type -> abs.v1.Job
+	15, // 35: abs.v1.OperatorService.ListJobs:output_type -> abs.v1.ListJobsResponse
+	12, // 36: abs.v1.OperatorService.GetJob:output_type -> abs.v1.Job
+	12, // 37: abs.v1.OperatorService.Abort:output_type -> abs.v1.Job
+	19, // 38: abs.v1.OperatorService.Status:output_type -> abs.v1.StatusResponse
+	9,  // 39: abs.v1.OperatorService.ListSlaves:output_type -> abs.v1.ListSlavesResponse
+	26, // 40: abs.v1.OperatorService.Report:output_type -> abs.v1.DumpRecord
+	3,  // 41: abs.v1.OperatorService.ListVolumes:output_type -> abs.v1.ListVolumesResponse
+	6,  // 42: abs.v1.OperatorService.ListTapes:output_type -> abs.v1.ListTapesResponse
+	38, // 43: abs.v1.MasterService.RegisterDevice:output_type -> abs.v1.RegisterDeviceResponse
+	21, // 44: abs.v1.MasterService.ValidateTape:output_type -> abs.v1.ValidateTapeResponse
+	23, // 45: abs.v1.MasterService.GenLabel:output_type -> abs.v1.GenLabelResponse
+	25, // 46: abs.v1.MasterService.ValidateLabel:output_type -> abs.v1.ValidateLabelResponse
+	30, // 47: abs.v1.MasterService.DumpCheckpoint:output_type -> abs.v1.ReportAck
+	30, // 48: abs.v1.MasterService.JobStatus:output_type -> abs.v1.ReportAck
+	30, // 49: abs.v1.MasterService.JobDone:output_type -> abs.v1.ReportAck
+	35, // 50: abs.v1.SlaveService.Backup:output_type -> abs.v1.Queued
+	35, // 51: abs.v1.SlaveService.Restore:output_type -> abs.v1.Queued
+	35, // 52: abs.v1.SlaveService.Abort:output_type -> abs.v1.Queued
+	33, // [33:53] is the sub-list for method output_type
+	13, // [13:33] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_api_abs_proto_init() }
@@ -2822,7 +3013,7 @@ func file_api_abs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_abs_proto_rawDesc), len(file_api_abs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

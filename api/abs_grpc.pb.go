@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	OperatorService_Dump_FullMethodName        = "/abs.v1.OperatorService/Dump"
+	OperatorService_Restore_FullMethodName     = "/abs.v1.OperatorService/Restore"
 	OperatorService_ListJobs_FullMethodName    = "/abs.v1.OperatorService/ListJobs"
 	OperatorService_GetJob_FullMethodName      = "/abs.v1.OperatorService/GetJob"
 	OperatorService_Abort_FullMethodName       = "/abs.v1.OperatorService/Abort"
@@ -42,6 +43,10 @@ const (
 type OperatorServiceClient interface {
 	// Dump queues a dump job. It returns once the job is durably queued.
 	Dump(ctx context.Context, in *DumpRequest, opts ...grpc.CallOption) (*Job, error)
+	// Restore plans a volume's restore from the catalog (the latest full dump
+	// at or before as_of, then the incrementals that chain after it) and
+	// queues it. It returns once the job is durably queued.
+	Restore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (*Job, error)
 	// ListJobs lists jobs: those not ended, or with all, every job ever.
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
 	// GetJob returns one job.
@@ -73,6 +78,16 @@ func (c *operatorServiceClient) Dump(ctx context.Context, in *DumpRequest, opts 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Job)
 	err := c.cc.Invoke(ctx, OperatorService_Dump_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) Restore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (*Job, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Job)
+	err := c.cc.Invoke(ctx, OperatorService_Restore_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +192,10 @@ func (c *operatorServiceClient) ListTapes(ctx context.Context, in *ListTapesRequ
 type OperatorServiceServer interface {
 	// Dump queues a dump job. It returns once the job is durably queued.
 	Dump(context.Context, *DumpRequest) (*Job, error)
+	// Restore plans a volume's restore from the catalog (the latest full dump
+	// at or before as_of, then the incrementals that chain after it) and
+	// queues it. It returns once the job is durably queued.
+	Restore(context.Context, *RestoreRequest) (*Job, error)
 	// ListJobs lists jobs: those not ended, or with all, every job ever.
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
 	// GetJob returns one job.
@@ -206,6 +225,9 @@ type UnimplementedOperatorServiceServer struct{}
 
 func (UnimplementedOperatorServiceServer) Dump(context.Context, *DumpRequest) (*Job, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Dump not implemented")
+}
+func (UnimplementedOperatorServiceServer) Restore(context.Context, *RestoreRequest) (*Job, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Restore not implemented")
 }
 func (UnimplementedOperatorServiceServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListJobs not implemented")
@@ -266,6 +288,24 @@ func _OperatorService_Dump_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(OperatorServiceServer).Dump(ctx, req.(*DumpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_Restore_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).Restore(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_Restore_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).Restore(ctx, req.(*RestoreRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -417,6 +457,10 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Dump",
 			Handler:    _OperatorService_Dump_Handler,
+		},
+		{
+			MethodName: "Restore",
+			Handler:    _OperatorService_Restore_Handler,
 		},
 		{
 			MethodName: "ListJobs",
@@ -818,8 +862,9 @@ var MasterService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	SlaveService_Backup_FullMethodName = "/abs.v1.SlaveService/Backup"
-	SlaveService_Abort_FullMethodName  = "/abs.v1.SlaveService/Abort"
+	SlaveService_Backup_FullMethodName  = "/abs.v1.SlaveService/Backup"
+	SlaveService_Restore_FullMethodName = "/abs.v1.SlaveService/Restore"
+	SlaveService_Abort_FullMethodName   = "/abs.v1.SlaveService/Abort"
 )
 
 // SlaveServiceClient is the client API for SlaveService service.
@@ -833,6 +878,7 @@ const (
 // refuses an epoch lower than the highest it accepted.
 type SlaveServiceClient interface {
 	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (*Queued, error)
+	Restore(ctx context.Context, in *SlaveRestoreRequest, opts ...grpc.CallOption) (*Queued, error)
 	Abort(ctx context.Context, in *SlaveAbortRequest, opts ...grpc.CallOption) (*Queued, error)
 }
 
@@ -848,6 +894,16 @@ func (c *slaveServiceClient) Backup(ctx context.Context, in *BackupRequest, opts
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Queued)
 	err := c.cc.Invoke(ctx, SlaveService_Backup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *slaveServiceClient) Restore(ctx context.Context, in *SlaveRestoreRequest, opts ...grpc.CallOption) (*Queued, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Queued)
+	err := c.cc.Invoke(ctx, SlaveService_Restore_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -875,6 +931,7 @@ func (c *slaveServiceClient) Abort(ctx context.Context, in *SlaveAbortRequest, o
 // refuses an epoch lower than the highest it accepted.
 type SlaveServiceServer interface {
 	Backup(context.Context, *BackupRequest) (*Queued, error)
+	Restore(context.Context, *SlaveRestoreRequest) (*Queued, error)
 	Abort(context.Context, *SlaveAbortRequest) (*Queued, error)
 	mustEmbedUnimplementedSlaveServiceServer()
 }
@@ -888,6 +945,9 @@ type UnimplementedSlaveServiceServer struct{}
 
 func (UnimplementedSlaveServiceServer) Backup(context.Context, *BackupRequest) (*Queued, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedSlaveServiceServer) Restore(context.Context, *SlaveRestoreRequest) (*Queued, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Restore not implemented")
 }
 func (UnimplementedSlaveServiceServer) Abort(context.Context, *SlaveAbortRequest) (*Queued, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Abort not implemented")
@@ -931,6 +991,24 @@ func _SlaveService_Backup_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SlaveService_Restore_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SlaveRestoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaveServiceServer).Restore(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaveService_Restore_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaveServiceServer).Restore(ctx, req.(*SlaveRestoreRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SlaveService_Abort_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SlaveAbortRequest)
 	if err := dec(in); err != nil {
@@ -959,6 +1037,10 @@ var SlaveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Backup",
 			Handler:    _SlaveService_Backup_Handler,
+		},
+		{
+			MethodName: "Restore",
+			Handler:    _SlaveService_Restore_Handler,
 		},
 		{
 			MethodName: "Abort",

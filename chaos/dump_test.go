@@ -42,6 +42,11 @@ func TestDumpEndToEnd(t *testing.T) {
 		t.Fatalf("abs dump (following): exit %d\n%s\nslave log:\n%s", res.Code, res.Stderr, b)
 	}
 	full := time.Now()
+	before := map[string]fixtures.Manifest{}
+	for _, v := range vols {
+		before[v], _ = fixtures.Scan(v)
+	}
+	time.Sleep(10 * time.Millisecond)
 	for i, v := range vols {
 		if _, err := fixtures.Mutate(v, uint64(i+1), 10, full.Add(2*time.Second)); err != nil {
 			t.Fatal(err)
@@ -74,6 +79,37 @@ func TestDumpEndToEnd(t *testing.T) {
 	json.Unmarshal([]byte(mustRun(t, env, "tapes", "--json").Stdout), &tapes)
 	if len(tapes) == 0 || tapes[0]["state"] != "valid" {
 		t.Fatalf("tapes after the dumps: %v", tapes)
+	}
+
+	// Restores through the master: the latest state, and as of a time
+	// between the two dumps (the full alone), each identical.
+	for _, v := range vols {
+		name := filepath.Base(v)
+		for _, tc := range []struct {
+			args []string
+			want fixtures.Manifest
+		}{
+			{nil, nil},
+			{[]string{"--as-of", full.UTC().Format(time.RFC3339Nano)}, before[v]},
+		} {
+			target := filepath.Join(dir, "via-master", name+strings.Join(tc.args, ""))
+			res := Run(t, env, append([]string{"restore", "volume", name, "--to", target}, tc.args...)...)
+			if res.Code != 0 || !strings.Contains(res.Stderr, " done") {
+				b, _ := os.ReadFile(config + ".log")
+				t.Fatalf("abs restore %s %v: exit %d\n%s\nslave log:\n%s", name, tc.args, res.Code, res.Stderr, b)
+			}
+			want := tc.want
+			if want == nil {
+				want, _ = fixtures.Scan(v)
+			}
+			got, _ := fixtures.Scan(target)
+			if d := want.Diff(got, fixtures.DiffOptions{MTimePrecision: time.Second}); len(d) > 0 {
+				t.Fatalf("restore of %s %v differs:\n%s", name, tc.args, strings.Join(d, "\n"))
+			}
+		}
+	}
+	if res := Run(t, env, "restore", "volume", "nosuch", "--to", filepath.Join(dir, "x")); res.Code != 3 || !strings.Contains(res.Stderr, "no dump of volume nosuch") {
+		t.Fatalf("restore of an unknown volume: exit %d\n%s", res.Code, res.Stderr)
 	}
 
 	// The last-resort path: extract each volume's full + incremental from

@@ -63,9 +63,10 @@ func (m *Master) runEffects(ctx context.Context) {
 
 // order is what an effect needs from the state, read through the loop.
 type order struct {
-	addr  string
-	req   *api.BackupRequest
-	abort bool
+	addr    string
+	req     *api.BackupRequest
+	restore *api.SlaveRestoreRequest
+	abort   bool
 }
 
 func (m *Master) runEffect(ctx context.Context, e statemachine.Effect) {
@@ -105,6 +106,9 @@ func (m *Master) effectOrder(ctx context.Context, e statemachine.Effect) (order,
 			if !ok || sl == nil || j.State != statemachine.StateDispatched || j.Slave != e.Slave || j.AbortRequested {
 				return nil
 			}
+			if j.Restore != nil {
+				return order{addr: sl.Addr, restore: restoreRequest(*j)}
+			}
 			return order{addr: sl.Addr, req: backupRequest(s, *j)}
 		case statemachine.SendAbort:
 			j, ok := s.Jobs[e.Job]
@@ -120,6 +124,15 @@ func (m *Master) effectOrder(ctx context.Context, e statemachine.Effect) (order,
 		return order{}, false
 	}
 	return res.val.(order), true
+}
+
+// restoreRequest is a restore order: the volume, the target and the plan.
+func restoreRequest(j statemachine.Job) *api.SlaveRestoreRequest {
+	req := &api.SlaveRestoreRequest{Job: string(j.ID), Server: j.Target.Server, Partition: j.Target.Partition, Volume: j.Target.Volume, To: j.Restore.To}
+	for _, d := range j.Restore.Plan {
+		req.Plan = append(req.Plan, dumpProto(statemachine.DumpRecord{Dump: d}))
+	}
+	return req
 }
 
 // backupRequest is a dump order: the job's target and level, and the
@@ -156,9 +169,12 @@ func (m *Master) callSlave(ctx context.Context, o order) error {
 		JournalIDKey, journalID, EpochKey, strconv.FormatUint(epoch, 10))
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if o.abort {
+	switch {
+	case o.abort:
 		_, err = c.Abort(ctx, &api.SlaveAbortRequest{Job: o.req.Job})
-	} else {
+	case o.restore != nil:
+		_, err = c.Restore(ctx, o.restore)
+	default:
 		_, err = c.Backup(ctx, o.req)
 	}
 	return err

@@ -2,6 +2,12 @@ package master
 
 import (
 	"context"
+	"maps"
+	"slices"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/abs-backup/abs/api"
 	"github.com/abs-backup/abs/statemachine"
@@ -45,4 +51,47 @@ func (o *operator) ListTapes(ctx context.Context, _ *api.ListTapesRequest) (*api
 		return true
 	})
 	return resp, rpcError(err)
+}
+
+// Restore plans a volume's restore from the catalog's dump records and
+// queues the restore job.
+func (o *operator) Restore(ctx context.Context, req *api.RestoreRequest) (*api.Job, error) {
+	if req.GetVolume() == "" {
+		return nil, status.Error(codes.InvalidArgument, "no volume given")
+	}
+	byPlace := map[string][]statemachine.Dump{}
+	err := o.m.cat.Dumps(req.GetServer(), req.GetPartition(), req.GetVolume(), func(d statemachine.DumpRecord) bool {
+		key := d.Server + "/" + d.Partition
+		byPlace[key] = append(byPlace[key], d.Dump)
+		return true
+	})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	switch {
+	case len(byPlace) == 0:
+		return nil, status.Errorf(codes.NotFound, "no dump of volume %s (abs report lists dumps)", req.GetVolume())
+	case len(byPlace) > 1:
+		places := slices.Sorted(maps.Keys(byPlace))
+		return nil, status.Errorf(codes.InvalidArgument, "volume %s has dumps on %s: say which with --server and --partition", req.GetVolume(), strings.Join(places, ", "))
+	}
+	var dumps []statemachine.Dump
+	for _, ds := range byPlace {
+		dumps = ds
+	}
+	plan, err := statemachine.PlanRestore(dumps, req.GetAsOfUnixNano())
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	t := statemachine.Target{Scope: statemachine.ScopeVolume, Server: plan[0].Server, Partition: plan[0].Partition, Volume: req.GetVolume()}
+	cmd := statemachine.QueueRestore{Target: t, To: req.GetTo(), AsOf: req.GetAsOfUnixNano(), Slave: req.GetSlave(), Plan: plan, By: caller(ctx)}
+	res, err := o.m.loop.propose(ctx, cmd, func(_ *statemachine.State, evs []statemachine.Event) any {
+		return evs[0].(statemachine.JobQueued).Job
+	})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	j := res.val.(statemachine.Job)
+	j.QueuedIndex = res.index
+	return jobProto(j), nil
 }

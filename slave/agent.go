@@ -29,12 +29,14 @@ const ModeSlave = journal.ModeSlave
 
 // Slave journal record payloads: one msgpack-encoded slaveEvent per record.
 type slaveEvent struct {
-	Kind   string     `msgpack:"k"` // accepted | report | acked | ended | epoch
-	Job    string     `msgpack:"j,omitempty"`
-	Order  *DumpOrder `msgpack:"o,omitempty"`
-	Report *report    `msgpack:"r,omitempty"`
-	Seq    uint64     `msgpack:"s,omitempty"`
-	Epoch  uint64     `msgpack:"e,omitempty"`
+	Kind  string     `msgpack:"k"` // accepted | report | acked | ended | epoch
+	Job   string     `msgpack:"j,omitempty"`
+	Order *DumpOrder `msgpack:"o,omitempty"`
+	// Restore is set instead of Order for a restore order.
+	Restore *RestoreOrder `msgpack:"ro,omitempty"`
+	Report  *report       `msgpack:"r,omitempty"`
+	Seq     uint64        `msgpack:"s,omitempty"`
+	Epoch   uint64        `msgpack:"e,omitempty"`
 }
 
 // report is one report owed to the master, numbered by the slave's sequence.
@@ -54,12 +56,13 @@ type agent struct {
 	log *slog.Logger
 	j   *journal.Journal
 
-	mu      sync.Mutex
-	orders  map[string]*DumpOrder // accepted, not ended
-	pending []*report             // not acknowledged, by seq
-	seq     uint64
-	epoch   uint64
-	wake    chan struct{} // a report was queued
+	mu       sync.Mutex
+	orders   map[string]*DumpOrder    // accepted, not ended
+	restores map[string]*RestoreOrder // accepted, not ended
+	pending  []*report                // not acknowledged, by seq
+	seq      uint64
+	epoch    uint64
+	wake     chan struct{} // a report was queued
 }
 
 // openAgent opens (or creates) the slave's journal in dataDir and replays it.
@@ -83,7 +86,7 @@ func openAgent(log *slog.Logger, dataDir, realm string) (*agent, error) {
 		j.Close()
 		return nil, fmt.Errorf("slave: the journal in %s is a %s journal of realm %q, not a slave journal of %q", dir, id.Mode, id.Realm, realm)
 	}
-	a := &agent{log: log, j: j, orders: map[string]*DumpOrder{}, wake: make(chan struct{}, 1)}
+	a := &agent{log: log, j: j, orders: map[string]*DumpOrder{}, restores: map[string]*RestoreOrder{}, wake: make(chan struct{}, 1)}
 	r, err := journal.OpenReader(dir)
 	if err != nil {
 		j.Close()
@@ -98,9 +101,14 @@ func openAgent(log *slog.Logger, dataDir, realm string) (*agent, error) {
 		}
 		switch ev.Kind {
 		case "accepted":
-			a.orders[ev.Job] = ev.Order
+			if ev.Restore != nil {
+				a.restores[ev.Job] = ev.Restore
+			} else {
+				a.orders[ev.Job] = ev.Order
+			}
 		case "ended":
 			delete(a.orders, ev.Job)
+			delete(a.restores, ev.Job)
 		case "report":
 			reports = append(reports, ev.Report)
 			a.seq = max(a.seq, ev.Report.Seq)
@@ -147,6 +155,20 @@ func (a *agent) accept(o DumpOrder) (bool, error) {
 	return true, nil
 }
 
+// acceptRestore records a restore order durably; it reports whether it was new.
+func (a *agent) acceptRestore(o RestoreOrder) (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.restores[o.Job]; ok {
+		return false, nil
+	}
+	if err := a.append(slaveEvent{Kind: "accepted", Job: o.Job, Restore: &o}); err != nil {
+		return false, err
+	}
+	a.restores[o.Job] = &o
+	return true, nil
+}
+
 // acceptEpoch persists a higher master epoch before the slave obeys it; a
 // lower one is refused.
 func (a *agent) acceptEpoch(epoch uint64) error {
@@ -180,6 +202,7 @@ func (a *agent) queue(rp report) error {
 			return err
 		}
 		delete(a.orders, rp.Job)
+		delete(a.restores, rp.Job)
 	}
 	a.pending = append(a.pending, &rp)
 	select {
@@ -218,6 +241,9 @@ func (a *agent) inProgress() ([]string, uint64, uint64) {
 	defer a.mu.Unlock()
 	var jobs []string
 	for id := range a.orders {
+		jobs = append(jobs, id)
+	}
+	for id := range a.restores {
 		jobs = append(jobs, id)
 	}
 	sort.Strings(jobs)

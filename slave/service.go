@@ -54,6 +54,33 @@ func (v *service) Backup(ctx context.Context, req *api.BackupRequest) (*api.Queu
 	return &api.Queued{Already: !isNew}, nil
 }
 
+func (v *service) Restore(ctx context.Context, req *api.SlaveRestoreRequest) (*api.Queued, error) {
+	if err := v.s.obey(ctx); err != nil {
+		return nil, err
+	}
+	if req.GetJob() == "" || req.GetVolume() == "" || len(req.GetPlan()) == 0 || req.GetTo() == "" {
+		return nil, status.Error(codes.InvalidArgument, "a restore order needs a job, a volume, a target and a plan")
+	}
+	o := RestoreOrder{Job: req.GetJob(), Server: req.GetServer(), Partition: req.GetPartition(), Volume: req.GetVolume(), To: req.GetTo()}
+	for _, d := range req.GetPlan() {
+		rec := DumpRecord{Volume: d.GetVolume(), Server: d.GetServer(), Partition: d.GetPartition(), DumpDate: time.Unix(0, d.GetDumpDateUnixNano()).UTC(),
+			Tapes: d.GetTapes(), File: int(d.GetFile()), Bytes: d.GetBytes(), SHA256: d.GetSha256()}
+		if d.GetIncrementDateUnixNano() != 0 {
+			rec.IncrementDate = time.Unix(0, d.GetIncrementDateUnixNano()).UTC()
+		}
+		o.Plan = append(o.Plan, rec)
+	}
+	v.s.log.Info("restore order", "job", o.Job, "volume", o.Volume, "to", o.To, "dumps", len(o.Plan))
+	isNew, err := v.s.agent.acceptRestore(o)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "slave journal: %v", err)
+	}
+	if isNew {
+		v.s.startJob(o.Job, func(ctx context.Context, drive int) (int, int64, error) { return v.s.runRestore(ctx, drive, o) })
+	}
+	return &api.Queued{Already: !isNew}, nil
+}
+
 func (v *service) Abort(ctx context.Context, req *api.SlaveAbortRequest) (*api.Queued, error) {
 	if err := v.s.obey(ctx); err != nil {
 		return nil, err
@@ -90,30 +117,38 @@ func (s *Slave) obey(ctx context.Context) error {
 	return nil
 }
 
-// start runs an accepted order on a free drive.
+// start runs an accepted dump order on a free drive.
 func (s *Slave) start(o DumpOrder) {
+	s.startJob(o.Job, func(ctx context.Context, drive int) (int, int64, error) {
+		res, err := (&Runner{Library: s.library, Drive: drive, Config: s.config(), Master: &masterCalls{s: s}, Logger: s.log}).Dump(ctx, o)
+		return res.Volumes, res.Bytes, err
+	})
+}
+
+// startJob runs a job on a free drive and reports its end.
+func (s *Slave) startJob(job string, run func(ctx context.Context, drive int) (int, int64, error)) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.mu.Lock()
-	s.running[o.Job] = cancel
+	s.running[job] = cancel
 	s.mu.Unlock()
 	go func() {
 		defer cancel()
 		drive := <-s.drives
 		defer func() { s.drives <- drive }()
 		state, why := "done", ""
-		res, err := (&Runner{Library: s.library, Drive: drive, Config: s.config(), Master: &masterCalls{s: s}, Logger: s.log}).Dump(ctx, o)
+		volumes, bytes, err := run(ctx, drive)
 		switch {
 		case errors.Is(err, ErrAborted):
 			state, why = "aborted", "aborted by the master's order"
 		case err != nil:
 			state, why = "failed", err.Error()
 		}
-		s.log.Info("job ended", "job", o.Job, "state", state, "volumes", res.Volumes, "bytes", res.Bytes, "why", why)
-		if err := s.agent.queue(report{Kind: "done", Job: o.Job, State: state, Note: why, Volumes: res.Volumes, Bytes: res.Bytes}); err != nil {
+		s.log.Info("job ended", "job", job, "state", state, "volumes", volumes, "bytes", bytes, "why", why)
+		if err := s.agent.queue(report{Kind: "done", Job: job, State: state, Note: why, Volumes: volumes, Bytes: bytes}); err != nil {
 			s.log.Error("FATAL: slave journal", "err", err)
 		}
 		s.mu.Lock()
-		delete(s.running, o.Job)
+		delete(s.running, job)
 		s.mu.Unlock()
 	}()
 }

@@ -25,6 +25,17 @@ type QueueDump struct {
 	By     string
 }
 
+// QueueRestore queues a restore of one volume, from a plan the caller made
+// with PlanRestore from the catalog's dump records.
+type QueueRestore struct {
+	Target Target // a volume, with its server and partition
+	To     string
+	AsOf   int64
+	Slave  string // optional: the slave to use
+	Plan   []Dump
+	By     string
+}
+
 // AbortJob aborts a job: at once if no slave has it yet, else by telling the
 // slave, which reports the end.
 type AbortJob struct {
@@ -58,6 +69,7 @@ type Schedule struct{}
 
 func (StartMaster) command()   {}
 func (QueueDump) command()     {}
+func (QueueRestore) command()  {}
 func (AbortJob) command()      {}
 func (RegisterSlave) command() {}
 func (Schedule) command()      {}
@@ -77,6 +89,9 @@ func Decide(s *State, cmd Command, now time.Time) ([]Event, error) {
 
 	case QueueDump:
 		return decideQueueDump(s, c, at)
+
+	case QueueRestore:
+		return decideQueueRestore(s, c, at)
 
 	case AbortJob:
 		return decideAbort(s, c, at)
@@ -168,6 +183,40 @@ func decideQueueDump(s *State, c QueueDump, at int64) ([]Event, error) {
 		By:        c.By,
 		QueuedAt:  at,
 		UpdatedAt: at,
+	}
+	return []Event{JobQueued{Job: j}}, nil
+}
+
+func decideQueueRestore(s *State, c QueueRestore, at int64) ([]Event, error) {
+	t := c.Target
+	if t.Scope != ScopeVolume || t.Server == "" || t.Partition == "" {
+		return nil, refuse(InvalidArgument, "a restore names one volume with its server and partition")
+	}
+	if err := validTarget(t); err != nil {
+		return nil, err
+	}
+	if c.To == "" || c.To[0] != '/' {
+		return nil, refuse(InvalidArgument, "the restore target %q must be an absolute directory on the slave", c.To)
+	}
+	if len(c.Plan) == 0 || c.Plan[0].IncrementDate != 0 {
+		return nil, refuse(InvalidArgument, "a restore plan starts with a full dump")
+	}
+	for i, d := range c.Plan {
+		if d.Volume != t.Volume || d.Server != t.Server || d.Partition != t.Partition || len(d.Tapes) == 0 {
+			return nil, refuse(InvalidArgument, "plan step %d is not a dump of %s", i+1, t)
+		}
+		if i > 0 && (d.DumpDate <= c.Plan[i-1].DumpDate || d.IncrementDate > c.Plan[i-1].DumpDate) {
+			return nil, refuse(InvalidArgument, "plan step %d does not chain after step %d", i+1, i)
+		}
+	}
+	if c.Slave != "" {
+		if _, ok := s.Slaves[c.Slave]; !ok {
+			return nil, refuse(NotFound, "no slave %s has registered (abs slaves lists them)", c.Slave)
+		}
+	}
+	j := Job{
+		ID: s.jobID(s.NextJob), Kind: KindRestore, Target: t, State: StateQueued, By: c.By, QueuedAt: at, UpdatedAt: at,
+		Restore: &RestoreSpec{To: c.To, AsOf: c.AsOf, Slave: c.Slave, Plan: c.Plan},
 	}
 	return []Event{JobQueued{Job: j}}, nil
 }
@@ -283,6 +332,12 @@ func decideSchedule(s *State, at int64) []Event {
 			continue
 		}
 		name := pickSlave(s, j.Target, load)
+		if j.Restore != nil && j.Restore.Slave != "" {
+			name = ""
+			if _, ok := s.Slaves[j.Restore.Slave]; ok {
+				name = j.Restore.Slave
+			}
+		}
 		if name == "" {
 			continue
 		}

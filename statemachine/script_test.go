@@ -187,6 +187,19 @@ func scriptCommand(verb string, a map[string]string) (Command, error) {
 		return QueueDump{Target: Target{Scope: scope, Server: a["server"], Partition: a["partition"], Volume: a["volume"]}, Level: level, By: a["by"]}, nil
 	case "abort":
 		return AbortJob{ID: JobID(a["id"]), By: a["by"]}, nil
+	case "restore": // plan=DATE:INCR,DATE:INCR… on tape L1
+		c := QueueRestore{Target: Target{Scope: ScopeVolume, Server: a["server"], Partition: a["partition"], Volume: a["volume"]},
+			To: a["to"], Slave: a["slave"], By: a["by"]}
+		for _, step := range strings.Split(a["plan"], ",") {
+			var date, incr int64
+			fmt.Sscanf(step, "%d:%d", &date, &incr)
+			vol := a["volume"]
+			if a["planvolume"] != "" {
+				vol = a["planvolume"]
+			}
+			c.Plan = append(c.Plan, Dump{Volume: vol, Server: a["server"], Partition: a["partition"], DumpDate: date, IncrementDate: incr, Tapes: []string{"L1"}})
+		}
+		return c, nil
 	case "register":
 		sl := Slave{Name: a["name"], Addr: a["addr"], Drives: int(num("drives")), LastSeq: num("seq")}
 		if r := a["reaches"]; r != "" {

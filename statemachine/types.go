@@ -184,14 +184,23 @@ type Job struct {
 	// Why is what the job is waiting for while queued ("no slave has
 	// registered", "waiting for a blank tape"), or why it failed or was
 	// aborted once ended.
-	Why            string `msgpack:"why,omitempty"`
-	AbortRequested bool   `msgpack:"ar,omitempty"`
-	QueuedAt       int64  `msgpack:"qa"` // unix ns
-	UpdatedAt      int64  `msgpack:"ua"`
-	EndedAt        int64  `msgpack:"ea,omitempty"`
-	QueuedIndex    uint64 `msgpack:"qi"` // journal index of JobQueued
-	Volumes        int    `msgpack:"nv,omitempty"`
-	Bytes          int64  `msgpack:"nb,omitempty"`
+	Why            string       `msgpack:"why,omitempty"`
+	AbortRequested bool         `msgpack:"ar,omitempty"`
+	QueuedAt       int64        `msgpack:"qa"` // unix ns
+	UpdatedAt      int64        `msgpack:"ua"`
+	EndedAt        int64        `msgpack:"ea,omitempty"`
+	QueuedIndex    uint64       `msgpack:"qi"` // journal index of JobQueued
+	Volumes        int          `msgpack:"nv,omitempty"`
+	Bytes          int64        `msgpack:"nb,omitempty"`
+	Restore        *RestoreSpec `msgpack:"rs,omitempty"` // for a restore job
+}
+
+// RestoreSpec is what a restore job restores, and where.
+type RestoreSpec struct {
+	To    string `msgpack:"to"`             // target directory on the slave
+	AsOf  int64  `msgpack:"asof,omitempty"` // unix ns; 0: the latest
+	Slave string `msgpack:"want,omitempty"` // the slave the operator asked for, if any
+	Plan  []Dump `msgpack:"plan"`           // full dump, then incrementals, in order
 }
 
 // Slave is a media slave the master has heard from.
@@ -307,4 +316,15 @@ func validName(what, s string) error {
 		return refuse(InvalidArgument, "%s name %q is not a valid name", what, s)
 	}
 	return nil
+}
+
+func (r *RestoreSpec) String() string {
+	if r == nil {
+		return "<none>"
+	}
+	dates := make([]string, len(r.Plan))
+	for i, d := range r.Plan {
+		dates[i] = fmt.Sprintf("%d/%d", d.DumpDate, d.IncrementDate)
+	}
+	return fmt.Sprintf("{to:%s asof:%d slave:%q plan:%s}", r.To, r.AsOf, r.Slave, strings.Join(dates, ","))
 }

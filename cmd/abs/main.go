@@ -21,6 +21,7 @@ type CLI struct {
 	Master  masterCmd  `cmd:"" help:"Run the master daemon."`
 	Slave   slaveCmd   `cmd:"" help:"Run a media slave daemon."`
 	Dump    dumpCmd    `cmd:"" help:"Queue a dump of a volume, a partition or a server."`
+	Restore restoreCmd `cmd:"" help:"Restore a volume from its dumps."`
 	Jobs    jobsCmd    `cmd:"" help:"List jobs."`
 	Abort   abortCmd   `cmd:"" help:"Abort a job."`
 	Status  statusCmd  `cmd:"" help:"Show the master at a glance."`

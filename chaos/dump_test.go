@@ -2,6 +2,8 @@ package chaos
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -79,6 +81,20 @@ func TestDumpEndToEnd(t *testing.T) {
 	json.Unmarshal([]byte(mustRun(t, env, "tapes", "--json").Stdout), &tapes)
 	if len(tapes) == 0 || tapes[0]["state"] != "valid" {
 		t.Fatalf("tapes after the dumps: %v", tapes)
+	}
+
+	// The master's metrics count what happened.
+	resp, err := http.Get("http://" + m.Metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"abs_dump_records_total 6", `abs_jobs_ended_total{kind="dump",state="done"} 2`, `abs_tapes{state="valid"} 2`,
+		`abs_volume_last_dump_timestamp_seconds{partition="vicepa",server="fs1",volume="user.v001"}`, `abs_job_duration_seconds_count{kind="dump",state="done"} 2`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("master /metrics lacks %q", want)
+		}
 	}
 
 	// Restores through the master: the latest state, and as of a time

@@ -79,6 +79,8 @@ type loop struct {
 	onFatal  func(error)
 	lastSync time.Time // of the catalog's WAL (completer only)
 
+	dm *metrics.Dumps // job, dump, tape and volume metrics
+
 	// mu guards what other goroutines read of the decider's world.
 	mu        sync.Mutex
 	epoch     uint64 // the master's epoch, once StartMaster is applied
@@ -208,6 +210,27 @@ func (l *loop) commit(evs []statemachine.Event, now time.Time) pending {
 	return pd
 }
 
+// observe turns durable records into metrics.
+func (l *loop) observe(records []statemachine.Record) {
+	if l.dm == nil {
+		return
+	}
+	for _, r := range records {
+		switch r := r.(type) {
+		case statemachine.Job:
+			if r.State.Ended() {
+				l.dm.JobsEnded.WithLabelValues(r.Kind.String(), r.State.String()).Inc()
+				l.dm.JobDuration.WithLabelValues(r.Kind.String(), r.State.String()).Observe(time.Duration(r.EndedAt - r.QueuedAt).Seconds())
+			}
+		case statemachine.DumpRecord:
+			l.dm.DumpRecords.Inc()
+			l.dm.DumpBytes.Add(float64(r.Bytes))
+		case statemachine.Volume:
+			l.dm.VolumeLastDump.WithLabelValues(r.Server, r.Partition, r.Name).Set(float64(r.LastDump) / 1e9)
+		}
+	}
+}
+
 // exportState copies the state's figures into the gauges (they are safe for
 // concurrent use; the state is not, so only the decider reads it).
 func (l *loop) exportState() {
@@ -217,6 +240,15 @@ func (l *loop) exportState() {
 	l.mu.Unlock()
 	for st, n := range l.state.JobCounts() {
 		l.met.Jobs.WithLabelValues(st.String()).Set(float64(n))
+	}
+	if l.dm != nil {
+		tapes := map[statemachine.TapeState]int{}
+		for _, t := range l.state.Tapes {
+			tapes[t.State]++
+		}
+		for _, st := range []statemachine.TapeState{statemachine.TapeReserved, statemachine.TapeValid, statemachine.TapeExpired} {
+			l.dm.Tapes.WithLabelValues(st.String()).Set(float64(tapes[st]))
+		}
 	}
 }
 
@@ -308,6 +340,7 @@ func (l *loop) completeBatch(batch []pending) {
 		l.met.CatalogLag.Set(float64(l.j.LastIndex() - last))
 	}
 	for _, pd := range batch {
+		l.observe(pd.out.Records)
 		if pd.reply != nil {
 			pd.reply <- result{val: pd.val, index: pd.index, err: pd.err}
 		}

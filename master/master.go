@@ -150,6 +150,10 @@ func start(cfg *cluster.Config, opts Options) (*Master, error) {
 		return nil, err
 	}
 	m.loop = newLoop(m.log, j, m.cat, m.met, opts.Clock, st, opts.Fatal)
+	m.loop.dm = metrics.NewDumps(m.reg)
+	for _, v := range st.Volumes {
+		m.loop.dm.VolumeLastDump.WithLabelValues(v.Server, v.Partition, v.Name).Set(float64(v.LastDump) / 1e9)
+	}
 	return m, nil
 }
 

@@ -79,3 +79,65 @@ func (m *Master) Size(bytes int64, last uint64) {
 	m.JournalBytes.Set(float64(bytes))
 	m.JournalLast.Set(float64(last))
 }
+
+// Jobs and dumps, observed as their records become durable.
+type Dumps struct {
+	JobsEnded      *prometheus.CounterVec   // by kind and final state
+	JobDuration    *prometheus.HistogramVec // queued → ended, by kind and final state
+	DumpRecords    prometheus.Counter
+	DumpBytes      prometheus.Counter
+	Tapes          *prometheus.GaugeVec // by state
+	VolumeLastDump *prometheus.GaugeVec // unix seconds of each volume's latest dump
+}
+
+// NewDumps makes and registers the master's job and dump collectors.
+func NewDumps(reg prometheus.Registerer) *Dumps {
+	d := &Dumps{
+		JobsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abs_jobs_ended_total", Help: "Jobs ended since the master started, by kind and final state."}, []string{"kind", "state"}),
+		JobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "abs_job_duration_seconds", Help: "Time from queueing to end of jobs, by kind and final state.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 3, 12)}, []string{"kind", "state"}),
+		DumpRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abs_dump_records_total", Help: "Dump records (volumes written to tape) since the master started."}),
+		DumpBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abs_dump_bytes_total", Help: "Bytes of dumps recorded since the master started."}),
+		Tapes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "abs_tapes", Help: "Tapes the master labeled, by state."}, []string{"state"}),
+		VolumeLastDump: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "abs_volume_last_dump_timestamp_seconds", Help: "When each volume's latest good dump was taken (age: time() - this)."},
+			[]string{"server", "partition", "volume"}),
+	}
+	reg.MustRegister(d.JobsEnded, d.JobDuration, d.DumpRecords, d.DumpBytes, d.Tapes, d.VolumeLastDump)
+	return d
+}
+
+// Slave is a media slave's collectors.
+type Slave struct {
+	Bytes       *prometheus.CounterVec // by drive and direction (dump, restore)
+	JobSeconds  *prometheus.CounterVec // busy time by drive
+	Jobs        prometheus.Gauge       // in progress
+	TapeWaits   prometheus.Counter
+	WaitingTape prometheus.Gauge
+	ReportsOwed prometheus.Gauge
+}
+
+// NewSlave makes and registers a slave's collectors.
+func NewSlave(reg prometheus.Registerer) *Slave {
+	s := &Slave{
+		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abs_slave_bytes_total", Help: "Bytes dumped or restored, by drive (counted when each job ends; throughput: rate())."}, []string{"drive", "direction"}),
+		JobSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "abs_slave_drive_busy_seconds_total", Help: "Time drives spent running jobs."}, []string{"drive"}),
+		Jobs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "abs_slave_jobs", Help: "Jobs in progress on this slave."}),
+		TapeWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "abs_slave_tape_waits_total", Help: "Times a job had to wait for a blank tape (mount waits)."}),
+		WaitingTape: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "abs_slave_jobs_waiting_for_tape", Help: "Jobs waiting now for a blank tape."}),
+		ReportsOwed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "abs_slave_reports_owed", Help: "Reports journaled but not yet acknowledged by the master."}),
+	}
+	reg.MustRegister(s.Bytes, s.JobSeconds, s.Jobs, s.TapeWaits, s.WaitingTape, s.ReportsOwed)
+	return s
+}

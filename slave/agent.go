@@ -63,6 +63,8 @@ type agent struct {
 	seq      uint64
 	epoch    uint64
 	wake     chan struct{} // a report was queued
+	// owed, if set, is told how many reports are not yet acknowledged.
+	owed func(n int)
 }
 
 // openAgent opens (or creates) the slave's journal in dataDir and replays it.
@@ -205,6 +207,9 @@ func (a *agent) queue(rp report) error {
 		delete(a.restores, rp.Job)
 	}
 	a.pending = append(a.pending, &rp)
+	if a.owed != nil {
+		a.owed(len(a.pending))
+	}
 	select {
 	case a.wake <- struct{}{}:
 	default:
@@ -231,6 +236,9 @@ func (a *agent) acked(seq uint64) error {
 	}
 	if len(a.pending) > 0 && a.pending[0].Seq == seq {
 		a.pending = a.pending[1:]
+	}
+	if a.owed != nil {
+		a.owed(len(a.pending))
 	}
 	return nil
 }

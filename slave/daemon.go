@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sort"
@@ -19,8 +20,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/abs-backup/abs/api"
 	"github.com/abs-backup/abs/cluster"
+	"github.com/abs-backup/abs/metrics"
 	"github.com/abs-backup/abs/slave/tape"
 )
 
@@ -48,6 +54,8 @@ type Slave struct {
 
 	ctx     context.Context
 	agent   *agent
+	met     *metrics.Slave
+	waiting map[string]bool // jobs waiting for a blank tape (guarded by mu)
 	library *tape.FileLibrary
 	drives  chan int // free drive numbers
 
@@ -90,6 +98,21 @@ func Run(ctx context.Context, path string, opts Options) error {
 	}
 	if s.agent, err = openAgent(s.log, cfg.Node.Data, cfg.Cluster.Realm); err != nil {
 		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.met, s.waiting = metrics.NewSlave(reg), map[string]bool{}
+	s.agent.owed = func(n int) { s.met.ReportsOwed.Set(float64(n)) }
+	if cfg.Node.Metrics != "" {
+		mlis, err := net.Listen("tcp", cfg.Node.Metrics)
+		if err != nil {
+			return fmt.Errorf("slave: metrics listen on %s: %w", cfg.Node.Metrics, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go hs.Serve(mlis)
+		defer hs.Close()
 	}
 	defer s.agent.j.Close()
 	if err := os.MkdirAll(cfg.Library.Path, 0o750); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -76,7 +77,7 @@ func (v *service) Restore(ctx context.Context, req *api.SlaveRestoreRequest) (*a
 		return nil, status.Errorf(codes.Internal, "slave journal: %v", err)
 	}
 	if isNew {
-		v.s.startJob(o.Job, func(ctx context.Context, drive int) (int, int64, error) { return v.s.runRestore(ctx, drive, o) })
+		v.s.startJob(o.Job, "restore", func(ctx context.Context, drive int) (int, int64, error) { return v.s.runRestore(ctx, drive, o) })
 	}
 	return &api.Queued{Already: !isNew}, nil
 }
@@ -119,14 +120,14 @@ func (s *Slave) obey(ctx context.Context) error {
 
 // start runs an accepted dump order on a free drive.
 func (s *Slave) start(o DumpOrder) {
-	s.startJob(o.Job, func(ctx context.Context, drive int) (int, int64, error) {
+	s.startJob(o.Job, "dump", func(ctx context.Context, drive int) (int, int64, error) {
 		res, err := (&Runner{Library: s.library, Drive: drive, Config: s.config(), Master: &masterCalls{s: s}, Logger: s.log}).Dump(ctx, o)
 		return res.Volumes, res.Bytes, err
 	})
 }
 
 // startJob runs a job on a free drive and reports its end.
-func (s *Slave) startJob(job string, run func(ctx context.Context, drive int) (int, int64, error)) {
+func (s *Slave) startJob(job, direction string, run func(ctx context.Context, drive int) (int, int64, error)) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.mu.Lock()
 	s.running[job] = cancel
@@ -135,8 +136,15 @@ func (s *Slave) startJob(job string, run func(ctx context.Context, drive int) (i
 		defer cancel()
 		drive := <-s.drives
 		defer func() { s.drives <- drive }()
+		s.met.Jobs.Inc()
+		defer s.met.Jobs.Dec()
+		began := time.Now()
 		state, why := "done", ""
 		volumes, bytes, err := run(ctx, drive)
+		d := strconv.Itoa(drive)
+		s.met.Bytes.WithLabelValues(d, direction).Add(float64(bytes))
+		s.met.JobSeconds.WithLabelValues(d).Add(time.Since(began).Seconds())
+		s.noteWaiting(job, "")
 		switch {
 		case errors.Is(err, ErrAborted):
 			state, why = "aborted", "aborted by the master's order"
@@ -258,7 +266,24 @@ func (m *masterCalls) DumpCheckpoint(ctx context.Context, job string, d DumpReco
 	return m.s.agent.queue(report{Kind: "checkpoint", Job: job, Dump: &d, Volumes: volumes, Bytes: bytes})
 }
 
+// noteWaiting keeps the waiting-for-a-tape metrics from the runner's notes.
+func (s *Slave) noteWaiting(job, note string) {
+	waiting := strings.HasPrefix(note, "waiting for a blank tape")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case waiting && !s.waiting[job]:
+		s.waiting[job] = true
+		s.met.TapeWaits.Inc()
+		s.met.WaitingTape.Inc()
+	case !waiting && s.waiting[job]:
+		delete(s.waiting, job)
+		s.met.WaitingTape.Dec()
+	}
+}
+
 func (m *masterCalls) JobStatus(ctx context.Context, job string, volumes int, bytes int64, note string) error {
+	m.s.noteWaiting(job, note)
 	return m.s.agent.queue(report{Kind: "status", Job: job, Volumes: volumes, Bytes: bytes, Note: note})
 }
 

@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/abs-backup/abs/api"
 )
 
@@ -98,31 +100,53 @@ func queueDump(ctx context.Context, g *Globals, t *api.Target, f dumpFlags) erro
 	})
 }
 
-// follow polls a job until it ends, printing each change of state. Ctrl-C
-// stops following; the job goes on.
+// follow polls a job until it ends, printing each change of state and, on
+// a terminal, a progress line (volumes, bytes, rate, elapsed). It polls fast
+// at first, so a short job's end is seen at once, then every half second.
+// Ctrl-C stops following; the job goes on.
 func follow(ctx context.Context, c *operatorClient, job *api.Job) error {
-	last := ""
+	tty := term.IsTerminal(int(os.Stderr.Fd()))
+	start := time.Now()
+	last, progress := "", false
+	delay := 10 * time.Millisecond
 	for {
 		line := job.State
 		if job.Why != "" {
 			line += ": " + job.Why
 		}
 		if line != last {
+			if progress {
+				fmt.Fprintln(os.Stderr)
+				progress = false
+			}
 			fmt.Fprintf(os.Stderr, "%s  %s %s\n", time.Now().Format("15:04:05"), job.Id, line)
 			last = line
 		}
+		if tty && job.State == "running" {
+			elapsed := time.Since(start)
+			rate := float64(job.Bytes) / max(elapsed.Seconds(), 0.001)
+			fmt.Fprintf(os.Stderr, "\r  %d volumes, %s, %s/s, %s elapsed   ", job.Volumes, humanBytes(job.Bytes), humanBytes(int64(rate)), elapsed.Round(time.Second))
+			progress = true
+		}
 		switch job.State {
 		case "done":
+			if progress {
+				fmt.Fprintln(os.Stderr)
+			}
 			return nil
 		case "failed", "aborted":
+			if progress {
+				fmt.Fprintln(os.Stderr)
+			}
 			return fail(exitFailed, "job %s %s: %s", job.Id, job.State, job.Why)
 		}
 		select {
 		case <-ctx.Done():
-			fmt.Fprintf(os.Stderr, "stopped following %s; it goes on (see `abs jobs`)\n", job.Id)
+			fmt.Fprintf(os.Stderr, "\nstopped following %s; it goes on (see `abs jobs`)\n", job.Id)
 			return nil
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(delay):
 		}
+		delay = min(delay*3/2, 500*time.Millisecond)
 		err := c.call(ctx, func(ctx context.Context) (err error) {
 			job, err = c.GetJob(ctx, &api.GetJobRequest{Id: job.Id})
 			return err

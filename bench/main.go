@@ -14,7 +14,7 @@ import (
 
 func main() {
 	dirFlag := flag.String("dir", "", "scratch directory (default: a temporary one, removed afterwards)")
-	only := flag.String("only", "", "run one section: journal or master")
+	only := flag.String("only", "", "run one section: journal, master or dump")
 	flag.Parse()
 	dir := *dirFlag
 	if dir == "" {
@@ -34,6 +34,11 @@ func main() {
 	}
 	if *only == "" || *only == "master" {
 		if err := benchMaster(os.Stdout, filepath.Join(dir, "master")); err != nil {
+			fatal(err)
+		}
+	}
+	if *only == "" || *only == "dump" {
+		if err := benchDump(os.Stdout, filepath.Join(dir, "dump")); err != nil {
 			fatal(err)
 		}
 	}

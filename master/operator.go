@@ -268,8 +268,12 @@ func targetProto(t statemachine.Target) *api.Target {
 }
 
 func jobProto(j statemachine.Job) *api.Job {
+	level := j.Level.String()
+	if j.Kind != statemachine.KindDump {
+		level = ""
+	}
 	return &api.Job{
-		Id: string(j.ID), Kind: j.Kind.String(), Target: targetProto(j.Target), Level: j.Level.String(),
+		Id: string(j.ID), Kind: j.Kind.String(), Target: targetProto(j.Target), Level: level,
 		State: j.State.String(), By: j.By, Slave: j.Slave, Why: j.Why, AbortRequested: j.AbortRequested,
 		QueuedAtUnixNano: j.QueuedAt, UpdatedAtUnixNano: j.UpdatedAt, EndedAtUnixNano: j.EndedAt,
 		QueuedIndex: j.QueuedIndex, Volumes: int64(j.Volumes), Bytes: j.Bytes,

@@ -248,6 +248,12 @@ func (s *Slave) registration(cfg *Config) *api.RegisterDeviceRequest {
 	// Seq stays 0: registration is not a report, and reports carry their own.
 	req := &api.RegisterDeviceRequest{Name: cfg.Node.Name, Addr: s.addr, Drives: uint32(cfg.Library.Drives), HighestEpoch: epoch, JobsInProgress: jobs}
 	for _, srv := range cfg.Servers {
+		// The server itself (a Reach with no partition): the slave dumps a
+		// server as every partition its config gives it (Runner.expand).
+		// Without it the master never dispatches `abs dump server` to a
+		// slave (statemachine.reaches needs a server-scope reach for a
+		// server target), and such a job stays queued forever.
+		req.Reaches = append(req.Reaches, &api.Reach{Server: srv.Name})
 		for _, p := range srv.Partitions {
 			r := &api.Reach{Server: srv.Name, Partition: p.Name, Volumes: p.Volumes}
 			if p.Path != "" {

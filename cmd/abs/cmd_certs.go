@@ -55,6 +55,10 @@ func (c *certsIssueCmd) Run() error {
 	if err := cluster.Issue(c.CA, role, c.Name, c.Dir, c.Hosts, time.Now()); err != nil {
 		return fail(exitFailed, "%v", err)
 	}
-	fmt.Printf("issued a %s certificate for %s in %s (ca.crt, node.crt, node.key)\n", role, c.Name, c.Dir)
+	article := "a"
+	if role == cluster.RoleOperator {
+		article = "an"
+	}
+	fmt.Printf("issued %s %s certificate for %s in %s (ca.crt, node.crt, node.key)\n", article, role, c.Name, c.Dir)
 	return nil
 }

@@ -254,34 +254,46 @@ func (d *demo) run() error {
 
 // startSlave starts a slave and waits until it has registered.
 func (d *demo) startSlave(name, cfgPath string) error {
-	cmd := exec.Command(d.self, "slave", "--config", cfgPath, "--log-level", "warn")
+	cmd, line, err := d.spawn("registered with", "slave", "--config", cfgPath, "--log-level", "warn")
+	if err != nil {
+		return fmt.Errorf("slave %s: %w", name, err)
+	}
+	d.slaves = append(d.slaves, cmd)
+	fmt.Fprintf(d.out, "%s (pid %d)\n", line, cmd.Process.Pid)
+	return nil
+}
+
+// spawn starts the binary with args and waits (30 s at most) for a line of
+// its standard output that contains want.
+func (d *demo) spawn(want string, args ...string) (*exec.Cmd, string, error) {
+	cmd := exec.Command(d.self, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, "", err
 	}
-	d.slaves = append(d.slaves, cmd)
-	registered := make(chan string, 1)
+	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), "registered with") {
+			if strings.Contains(sc.Text(), want) {
 				select {
-				case registered <- sc.Text():
+				case lines <- sc.Text():
 				default:
 				}
 			}
 		}
 	}()
 	select {
-	case line := <-registered:
-		fmt.Fprintf(d.out, "%s (pid %d)\n", line, cmd.Process.Pid)
-		return nil
+	case line := <-lines:
+		return cmd, line, nil
 	case <-time.After(30 * time.Second):
-		return fmt.Errorf("slave %s did not register within 30s", name)
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, "", fmt.Errorf("no %q within 30s", want)
 	}
 }
 
@@ -295,38 +307,17 @@ func (d *demo) stopSlaves() {
 }
 
 func (d *demo) startMaster(cfgPath string) error {
-	cmd := exec.Command(d.self, "master", "--config", cfgPath, "--log-level", "warn")
-	stdout, err := cmd.StdoutPipe()
+	cmd, line, err := d.spawn(" serving on ", "master", "--config", cfgPath, "--log-level", "warn")
 	if err != nil {
-		return err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return err
+		return fmt.Errorf("master: %w", err)
 	}
 	d.master = cmd
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case ready <- sc.Text():
-			default:
-			}
-		}
-	}()
-	select {
-	case line := <-ready:
-		fmt.Fprintf(d.out, "%s (pid %d)\n", line, cmd.Process.Pid)
-		// "abs master NODE serving on ADDR (metrics ADDR)"
-		f := strings.Fields(line)
-		if len(f) >= 7 {
-			d.addr, d.metrics = f[5], strings.TrimSuffix(f[7], ")")
-		}
-		return nil
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("the master did not start within 30s")
+	fmt.Fprintf(d.out, "%s (pid %d)\n", line, cmd.Process.Pid)
+	// "abs master NODE serving on ADDR (metrics ADDR)"
+	if f := strings.Fields(line); len(f) >= 7 {
+		d.addr, d.metrics = f[5], strings.TrimSuffix(f[7], ")")
 	}
+	return nil
 }
 
 func (d *demo) stopMaster() {

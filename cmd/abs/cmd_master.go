@@ -46,11 +46,21 @@ func (c *masterCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	log := daemonLogger(c.LogLevel)
+	err = master.Run(ctx, cfg, master.Options{Logger: log, Ready: os.Stdout})
+	if err != nil {
+		return fmt.Errorf("master %s: %w", cfg.Node.Name, err)
+	}
+	return nil
+}
+
+// daemonLogger is a daemon's structured log on stderr. It also makes the
+// daemon crash-only: SIGTERM and SIGINT end the process at once, as SIGKILL
+// would, because nothing depends on a clean stop.
+func daemonLogger(levelName string) *slog.Logger {
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.LogLevel))
+	_ = level.UnmarshalText([]byte(levelName))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	// Crash-only: a stop signal ends the process now. Nothing depends on a
-	// clean stop, so there is nothing to wait for.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -58,9 +68,5 @@ func (c *masterCmd) Run(ctx context.Context) error {
 		log.Info("stopping at once (crash-only)", "signal", s.String())
 		os.Exit(exitOK)
 	}()
-	err = master.Run(ctx, cfg, master.Options{Logger: log, Ready: os.Stdout})
-	if err != nil {
-		return fmt.Errorf("master %s: %w", cfg.Node.Name, err)
-	}
-	return nil
+	return log
 }

@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/abs-backup/abs/slave"
 )
@@ -50,21 +47,13 @@ Example config:
         restore: "pg_restore -d {volume}"
         volumes: [app, billing]
 
-Note: this milestone registers and keeps registration across master moves;
-dumping and restoring on the master's orders come next.`
+The slave runs the master's dump and restore orders on its drives, keeps a
+crash-only journal of orders and owed reports in node.data, and serves
+/metrics on node.metrics when set.`
 }
 
 func (c *slaveCmd) Run(ctx context.Context) error {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.LogLevel))
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		s := <-sig
-		log.Info("stopping at once (crash-only)", "signal", s.String())
-		os.Exit(exitOK)
-	}()
+	log := daemonLogger(c.LogLevel)
 	if err := slave.Run(ctx, c.Config, slave.Options{Logger: log, Ready: os.Stdout}); err != nil {
 		return fmt.Errorf("slave: %w", err)
 	}

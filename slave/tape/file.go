@@ -23,6 +23,9 @@ import (
 // Suffix ends the name of every cartridge file of a FileLibrary.
 const Suffix = ".tape"
 
+// readBuffer is the read-ahead of a payload reader.
+const readBuffer = 1 << 20
+
 // MinCapacity is the smallest cartridge capacity: a label and one file with
 // one payload block.
 const MinCapacity = 4 * BlockSize
@@ -312,7 +315,9 @@ func (d *fileDrive) Open(n int) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewPayloadReader(io.NewSectionReader(d.f, fi.Offset+BlockSize, fi.Size), fi, d.path, nil), nil
+	// Buffered: a tar reader asks for 512-byte headers and small files, and
+	// every unbuffered read would be a pread of the cartridge.
+	return NewPayloadReader(bufio.NewReaderSize(io.NewSectionReader(d.f, fi.Offset+BlockSize, fi.Size), readBuffer), fi, d.path, nil), nil
 }
 
 func (d *fileDrive) Erase(expired bool) error {

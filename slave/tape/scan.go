@@ -286,7 +286,7 @@ func openIn(f *os.File, path string, n int, closer func() error) (FileInfo, io.R
 	if err != nil {
 		return FileInfo{}, nil, err
 	}
-	return fi, NewPayloadReader(io.NewSectionReader(f, fi.Offset+BlockSize, fi.Size), fi, path, closer), nil
+	return fi, NewPayloadReader(bufio.NewReaderSize(io.NewSectionReader(f, fi.Offset+BlockSize, fi.Size), readBuffer), fi, path, closer), nil
 }
 
 func findFile(files []FileInfo, n int, path string) (FileInfo, error) {

@@ -197,6 +197,9 @@ func (m *Master) TryStart(t testing.TB) error {
 	}()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	// A test that fails midway must not leave its daemon running (killing
+	// an already-dead process is harmless: os.Process uses a pidfd).
+	t.Cleanup(func() { cmd.Process.Kill() })
 	select {
 	case <-ready:
 		m.cmd = cmd

@@ -2508,7 +2508,7 @@ type RegisterDeviceRequest struct {
 	Reaches        []*Reach               `protobuf:"bytes,4,rep,name=reaches,proto3" json:"reaches,omitempty"`
 	JobsInProgress []string               `protobuf:"bytes,5,rep,name=jobs_in_progress,json=jobsInProgress,proto3" json:"jobs_in_progress,omitempty"`
 	HighestEpoch   uint64                 `protobuf:"varint,6,opt,name=highest_epoch,json=highestEpoch,proto3" json:"highest_epoch,omitempty"` // highest master epoch the slave accepted
-	Seq            uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`                                       // the slave's report sequence number
+	Seq            uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`                                       // unused: reports carry their own sequence numbers
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }

@@ -55,7 +55,7 @@ func TestRegisterDevice(t *testing.T) {
 	withHash := func(h string) context.Context {
 		return metadata.AppendToOutgoingContext(context.Background(), "abs-cluster-hash", h)
 	}
-	reg := &api.RegisterDeviceRequest{Name: "tape1", Addr: "127.0.0.1:7401", Drives: 2, Seq: 1,
+	reg := &api.RegisterDeviceRequest{Name: "tape1", Addr: "127.0.0.1:7401", Drives: 2,
 		Reaches: []*api.Reach{{Server: "fs1", Partition: "vicepa", Volumes: []string{"user.alice"}}, {Server: "fs2"}}}
 
 	op := realm.Operator(t, m.Addr)

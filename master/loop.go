@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -102,9 +101,6 @@ func newLoop(log *slog.Logger, j *journal.Journal, cat *catalog.Catalog, met *me
 		lastSnap: st.Applied,
 	}
 }
-
-// errStopped answers proposals once the master is stopping.
-var errStopped = errors.New("master is stopping")
 
 // propose sends a command (or a query, cmd nil) through the loop and waits
 // for the durable answer.

@@ -49,7 +49,7 @@ func (s *slaveAPI) RegisterDevice(ctx context.Context, req *api.RegisterDeviceRe
 	if allowed := s.m.cfg.Cluster.Slaves; len(allowed) > 0 && !slices.Contains(allowed, name) {
 		return nil, status.Errorf(codes.PermissionDenied, "slave %s is not in this realm's cluster.slaves %v", name, allowed)
 	}
-	sl := statemachine.Slave{Name: name, Addr: req.GetAddr(), Drives: int(req.GetDrives()), LastSeq: req.GetSeq()}
+	sl := statemachine.Slave{Name: name, Addr: req.GetAddr(), Drives: int(req.GetDrives())}
 	for _, r := range req.GetReaches() {
 		switch {
 		case r.GetPartition() == "":

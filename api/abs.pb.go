@@ -745,8 +745,14 @@ type Job struct {
 	QueuedIndex       uint64                 `protobuf:"varint,13,opt,name=queued_index,json=queuedIndex,proto3" json:"queued_index,omitempty"`
 	Volumes           int64                  `protobuf:"varint,14,opt,name=volumes,proto3" json:"volumes,omitempty"`
 	Bytes             int64                  `protobuf:"varint,15,opt,name=bytes,proto3" json:"bytes,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	Origin            string                 `protobuf:"bytes,16,opt,name=origin,proto3" json:"origin,omitempty"` // for an adopted job: the journal ID of the master that queued it
+	// What the job will have done when it ends (GetJob only): a restore's
+	// from its plan, a dump's estimated from the volumes' previous dumps.
+	// 0 when unknown.
+	ExpectedVolumes int64 `protobuf:"varint,17,opt,name=expected_volumes,json=expectedVolumes,proto3" json:"expected_volumes,omitempty"`
+	ExpectedBytes   int64 `protobuf:"varint,18,opt,name=expected_bytes,json=expectedBytes,proto3" json:"expected_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -880,6 +886,27 @@ func (x *Job) GetVolumes() int64 {
 func (x *Job) GetBytes() int64 {
 	if x != nil {
 		return x.Bytes
+	}
+	return 0
+}
+
+func (x *Job) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *Job) GetExpectedVolumes() int64 {
+	if x != nil {
+		return x.ExpectedVolumes
+	}
+	return 0
+}
+
+func (x *Job) GetExpectedBytes() int64 {
+	if x != nil {
+		return x.ExpectedBytes
 	}
 	return 0
 }
@@ -2501,16 +2528,20 @@ func (x *Reach) GetVolumes() []string {
 }
 
 type RegisterDeviceRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // must equal the certificate's name
-	Addr           string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"` // where its SlaveService listens
-	Drives         uint32                 `protobuf:"varint,3,opt,name=drives,proto3" json:"drives,omitempty"`
-	Reaches        []*Reach               `protobuf:"bytes,4,rep,name=reaches,proto3" json:"reaches,omitempty"`
-	JobsInProgress []string               `protobuf:"bytes,5,rep,name=jobs_in_progress,json=jobsInProgress,proto3" json:"jobs_in_progress,omitempty"`
-	HighestEpoch   uint64                 `protobuf:"varint,6,opt,name=highest_epoch,json=highestEpoch,proto3" json:"highest_epoch,omitempty"` // highest master epoch the slave accepted
-	Seq            uint64                 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`                                       // unused: reports carry their own sequence numbers
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // must equal the certificate's name
+	Addr    string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"` // where its SlaveService listens
+	Drives  uint32                 `protobuf:"varint,3,opt,name=drives,proto3" json:"drives,omitempty"`
+	Reaches []*Reach               `protobuf:"bytes,4,rep,name=reaches,proto3" json:"reaches,omitempty"`
+	// Jobs in progress on the slave, and ended jobs it still owes reports
+	// for: the master adopts those another master queued.
+	Jobs []*SlaveJob `protobuf:"bytes,8,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// The highest epoch the slave accepted from each master journal it
+	// obeyed: a master whose own journal appears with a higher epoch than its
+	// own is stale (an old copy of a moved master) and refuses to serve.
+	Epochs        []*JournalEpoch `protobuf:"bytes,9,rep,name=epochs,proto3" json:"epochs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterDeviceRequest) Reset() {
@@ -2571,23 +2602,244 @@ func (x *RegisterDeviceRequest) GetReaches() []*Reach {
 	return nil
 }
 
-func (x *RegisterDeviceRequest) GetJobsInProgress() []string {
+func (x *RegisterDeviceRequest) GetJobs() []*SlaveJob {
 	if x != nil {
-		return x.JobsInProgress
+		return x.Jobs
 	}
 	return nil
 }
 
-func (x *RegisterDeviceRequest) GetHighestEpoch() uint64 {
+func (x *RegisterDeviceRequest) GetEpochs() []*JournalEpoch {
 	if x != nil {
-		return x.HighestEpoch
+		return x.Epochs
+	}
+	return nil
+}
+
+type SlaveJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"` // dump | restore
+	Target        *Target                `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	Level         string                 `protobuf:"bytes,4,opt,name=level,proto3" json:"level,omitempty"`      // dumps: full | incremental | "" (auto)
+	Origin        string                 `protobuf:"bytes,5,opt,name=origin,proto3" json:"origin,omitempty"`    // journal ID of the master that ordered it
+	Tapes         []*HeldTape            `protobuf:"bytes,6,rep,name=tapes,proto3" json:"tapes,omitempty"`      // dumps: the tapes the job holds
+	Volumes       int64                  `protobuf:"varint,7,opt,name=volumes,proto3" json:"volumes,omitempty"` // progress so far
+	Bytes         int64                  `protobuf:"varint,8,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	To            string                 `protobuf:"bytes,9,opt,name=to,proto3" json:"to,omitempty"`      // restores: the target directory
+	Plan          []*DumpRecord          `protobuf:"bytes,10,rep,name=plan,proto3" json:"plan,omitempty"` // restores: the plan
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SlaveJob) Reset() {
+	*x = SlaveJob{}
+	mi := &file_api_abs_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlaveJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlaveJob) ProtoMessage() {}
+
+func (x *SlaveJob) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlaveJob.ProtoReflect.Descriptor instead.
+func (*SlaveJob) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SlaveJob) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *SlaveJob) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SlaveJob) GetTarget() *Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *SlaveJob) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *SlaveJob) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *SlaveJob) GetTapes() []*HeldTape {
+	if x != nil {
+		return x.Tapes
+	}
+	return nil
+}
+
+func (x *SlaveJob) GetVolumes() int64 {
+	if x != nil {
+		return x.Volumes
 	}
 	return 0
 }
 
-func (x *RegisterDeviceRequest) GetSeq() uint64 {
+func (x *SlaveJob) GetBytes() int64 {
 	if x != nil {
-		return x.Seq
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *SlaveJob) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *SlaveJob) GetPlan() []*DumpRecord {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
+type HeldTape struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Label         string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	Cartridge     string                 `protobuf:"bytes,2,opt,name=cartridge,proto3" json:"cartridge,omitempty"` // the cartridge's external name
+	Files         uint32                 `protobuf:"varint,3,opt,name=files,proto3" json:"files,omitempty"`        // dump files the job wrote on it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldTape) Reset() {
+	*x = HeldTape{}
+	mi := &file_api_abs_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldTape) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldTape) ProtoMessage() {}
+
+func (x *HeldTape) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldTape.ProtoReflect.Descriptor instead.
+func (*HeldTape) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *HeldTape) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *HeldTape) GetCartridge() string {
+	if x != nil {
+		return x.Cartridge
+	}
+	return ""
+}
+
+func (x *HeldTape) GetFiles() uint32 {
+	if x != nil {
+		return x.Files
+	}
+	return 0
+}
+
+type JournalEpoch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JournalId     string                 `protobuf:"bytes,1,opt,name=journal_id,json=journalId,proto3" json:"journal_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalEpoch) Reset() {
+	*x = JournalEpoch{}
+	mi := &file_api_abs_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalEpoch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalEpoch) ProtoMessage() {}
+
+func (x *JournalEpoch) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalEpoch.ProtoReflect.Descriptor instead.
+func (*JournalEpoch) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *JournalEpoch) GetJournalId() string {
+	if x != nil {
+		return x.JournalId
+	}
+	return ""
+}
+
+func (x *JournalEpoch) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
 	}
 	return 0
 }
@@ -2603,7 +2855,7 @@ type RegisterDeviceResponse struct {
 
 func (x *RegisterDeviceResponse) Reset() {
 	*x = RegisterDeviceResponse{}
-	mi := &file_api_abs_proto_msgTypes[38]
+	mi := &file_api_abs_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2867,7 @@ func (x *RegisterDeviceResponse) String() string {
 func (*RegisterDeviceResponse) ProtoMessage() {}
 
 func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[38]
+	mi := &file_api_abs_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2880,7 @@ func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{38}
+	return file_api_abs_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RegisterDeviceResponse) GetJournalId() string {
@@ -2703,7 +2955,7 @@ const file_api_abs_proto_rawDesc = "" +
 	"\x06volume\x18\x04 \x01(\tR\x06volume\"K\n" +
 	"\vDumpRequest\x12&\n" +
 	"\x06target\x18\x01 \x01(\v2\x0e.abs.v1.TargetR\x06target\x12\x14\n" +
-	"\x05level\x18\x02 \x01(\tR\x05level\"\xbe\x03\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level\"\xa8\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12&\n" +
@@ -2720,7 +2972,10 @@ const file_api_abs_proto_rawDesc = "" +
 	"\x12ended_at_unix_nano\x18\f \x01(\x03R\x0fendedAtUnixNano\x12!\n" +
 	"\fqueued_index\x18\r \x01(\x04R\vqueuedIndex\x12\x18\n" +
 	"\avolumes\x18\x0e \x01(\x03R\avolumes\x12\x14\n" +
-	"\x05bytes\x18\x0f \x01(\x03R\x05bytes\"\xab\x01\n" +
+	"\x05bytes\x18\x0f \x01(\x03R\x05bytes\x12\x16\n" +
+	"\x06origin\x18\x10 \x01(\tR\x06origin\x12)\n" +
+	"\x10expected_volumes\x18\x11 \x01(\x03R\x0fexpectedVolumes\x12%\n" +
+	"\x0eexpected_bytes\x18\x12 \x01(\x03R\rexpectedBytes\"\xab\x01\n" +
 	"\x0eRestoreRequest\x12\x16\n" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\tR\tpartition\x12\x16\n" +
@@ -2847,15 +3102,34 @@ const file_api_abs_proto_rawDesc = "" +
 	"\x05Reach\x12\x16\n" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\tR\tpartition\x12\x18\n" +
-	"\avolumes\x18\x03 \x03(\tR\avolumes\"\xe1\x01\n" +
+	"\avolumes\x18\x03 \x03(\tR\avolumes\"\xe6\x01\n" +
 	"\x15RegisterDeviceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
 	"\x06drives\x18\x03 \x01(\rR\x06drives\x12'\n" +
-	"\areaches\x18\x04 \x03(\v2\r.abs.v1.ReachR\areaches\x12(\n" +
-	"\x10jobs_in_progress\x18\x05 \x03(\tR\x0ejobsInProgress\x12#\n" +
-	"\rhighest_epoch\x18\x06 \x01(\x04R\fhighestEpoch\x12\x10\n" +
-	"\x03seq\x18\a \x01(\x04R\x03seq\"c\n" +
+	"\areaches\x18\x04 \x03(\v2\r.abs.v1.ReachR\areaches\x12$\n" +
+	"\x04jobs\x18\b \x03(\v2\x10.abs.v1.SlaveJobR\x04jobs\x12,\n" +
+	"\x06epochs\x18\t \x03(\v2\x14.abs.v1.JournalEpochR\x06epochsJ\x04\b\x05\x10\x06J\x04\b\x06\x10\aJ\x04\b\a\x10\b\"\x96\x02\n" +
+	"\bSlaveJob\x12\x10\n" +
+	"\x03job\x18\x01 \x01(\tR\x03job\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12&\n" +
+	"\x06target\x18\x03 \x01(\v2\x0e.abs.v1.TargetR\x06target\x12\x14\n" +
+	"\x05level\x18\x04 \x01(\tR\x05level\x12\x16\n" +
+	"\x06origin\x18\x05 \x01(\tR\x06origin\x12&\n" +
+	"\x05tapes\x18\x06 \x03(\v2\x10.abs.v1.HeldTapeR\x05tapes\x12\x18\n" +
+	"\avolumes\x18\a \x01(\x03R\avolumes\x12\x14\n" +
+	"\x05bytes\x18\b \x01(\x03R\x05bytes\x12\x0e\n" +
+	"\x02to\x18\t \x01(\tR\x02to\x12&\n" +
+	"\x04plan\x18\n" +
+	" \x03(\v2\x12.abs.v1.DumpRecordR\x04plan\"T\n" +
+	"\bHeldTape\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x1c\n" +
+	"\tcartridge\x18\x02 \x01(\tR\tcartridge\x12\x14\n" +
+	"\x05files\x18\x03 \x01(\rR\x05files\"C\n" +
+	"\fJournalEpoch\x12\x1d\n" +
+	"\n" +
+	"journal_id\x18\x01 \x01(\tR\tjournalId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"c\n" +
 	"\x16RegisterDeviceResponse\x12\x1d\n" +
 	"\n" +
 	"journal_id\x18\x01 \x01(\tR\tjournalId\x12\x14\n" +
@@ -2898,7 +3172,7 @@ func file_api_abs_proto_rawDescGZIP() []byte {
 	return file_api_abs_proto_rawDescData
 }
 
-var file_api_abs_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_api_abs_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_api_abs_proto_goTypes = []any{
 	(*ReportRequest)(nil),          // 0: abs.v1.ReportRequest
 	(*ListVolumesRequest)(nil),     // 1: abs.v1.ListVolumesRequest
@@ -2938,8 +3212,11 @@ var file_api_abs_proto_goTypes = []any{
 	(*Queued)(nil),                 // 35: abs.v1.Queued
 	(*Reach)(nil),                  // 36: abs.v1.Reach
 	(*RegisterDeviceRequest)(nil),  // 37: abs.v1.RegisterDeviceRequest
-	(*RegisterDeviceResponse)(nil), // 38: abs.v1.RegisterDeviceResponse
-	nil,                            // 39: abs.v1.StatusResponse.JobsByStateEntry
+	(*SlaveJob)(nil),               // 38: abs.v1.SlaveJob
+	(*HeldTape)(nil),               // 39: abs.v1.HeldTape
+	(*JournalEpoch)(nil),           // 40: abs.v1.JournalEpoch
+	(*RegisterDeviceResponse)(nil), // 41: abs.v1.RegisterDeviceResponse
+	nil,                            // 42: abs.v1.StatusResponse.JobsByStateEntry
 }
 var file_api_abs_proto_depIdxs = []int32{
 	2,  // 0: abs.v1.ListVolumesResponse.volumes:type_name -> abs.v1.VolumeInfo
@@ -2949,57 +3226,62 @@ var file_api_abs_proto_depIdxs = []int32{
 	10, // 4: abs.v1.DumpRequest.target:type_name -> abs.v1.Target
 	10, // 5: abs.v1.Job.target:type_name -> abs.v1.Target
 	12, // 6: abs.v1.ListJobsResponse.jobs:type_name -> abs.v1.Job
-	39, // 7: abs.v1.StatusResponse.jobs_by_state:type_name -> abs.v1.StatusResponse.JobsByStateEntry
+	42, // 7: abs.v1.StatusResponse.jobs_by_state:type_name -> abs.v1.StatusResponse.JobsByStateEntry
 	26, // 8: abs.v1.DumpCheckpointRequest.dump:type_name -> abs.v1.DumpRecord
 	10, // 9: abs.v1.BackupRequest.target:type_name -> abs.v1.Target
 	31, // 10: abs.v1.BackupRequest.since:type_name -> abs.v1.VolumeSince
 	26, // 11: abs.v1.SlaveRestoreRequest.plan:type_name -> abs.v1.DumpRecord
 	36, // 12: abs.v1.RegisterDeviceRequest.reaches:type_name -> abs.v1.Reach
-	11, // 13: abs.v1.OperatorService.Dump:input_type -> abs.v1.DumpRequest
-	13, // 14: abs.v1.OperatorService.Restore:input_type -> abs.v1.RestoreRequest
-	14, // 15: abs.v1.OperatorService.ListJobs:input_type -> abs.v1.ListJobsRequest
-	16, // 16: abs.v1.OperatorService.GetJob:input_type -> abs.v1.GetJobRequest
-	17, // 17: abs.v1.OperatorService.Abort:input_type -> abs.v1.AbortRequest
-	18, // 18: abs.v1.OperatorService.Status:input_type -> abs.v1.StatusRequest
-	7,  // 19: abs.v1.OperatorService.ListSlaves:input_type -> abs.v1.ListSlavesRequest
-	0,  // 20: abs.v1.OperatorService.Report:input_type -> abs.v1.ReportRequest
-	1,  // 21: abs.v1.OperatorService.ListVolumes:input_type -> abs.v1.ListVolumesRequest
-	4,  // 22: abs.v1.OperatorService.ListTapes:input_type -> abs.v1.ListTapesRequest
-	37, // 23: abs.v1.MasterService.RegisterDevice:input_type -> abs.v1.RegisterDeviceRequest
-	20, // 24: abs.v1.MasterService.ValidateTape:input_type -> abs.v1.ValidateTapeRequest
-	22, // 25: abs.v1.MasterService.GenLabel:input_type -> abs.v1.GenLabelRequest
-	24, // 26: abs.v1.MasterService.ValidateLabel:input_type -> abs.v1.ValidateLabelRequest
-	27, // 27: abs.v1.MasterService.DumpCheckpoint:input_type -> abs.v1.DumpCheckpointRequest
-	28, // 28: abs.v1.MasterService.JobStatus:input_type -> abs.v1.JobStatusRequest
-	29, // 29: abs.v1.MasterService.JobDone:input_type -> abs.v1.JobDoneRequest
-	32, // 30: abs.v1.SlaveService.Backup:input_type -> abs.v1.BackupRequest
-	33, // 31: abs.v1.SlaveService.Restore:input_type -> abs.v1.SlaveRestoreRequest
-	34, // 32: abs.v1.SlaveService.Abort:input_type -> abs.v1.SlaveAbortRequest
-	12, // 33: abs.v1.OperatorService.Dump:output_type -> abs.v1.Job
-	12, // 34: abs.v1.OperatorService.Restore:output_type -> abs.v1.Job
-	15, // 35: abs.v1.OperatorService.ListJobs:output_type -> abs.v1.ListJobsResponse
-	12, // 36: abs.v1.OperatorService.GetJob:output_type -> abs.v1.Job
-	12, // 37: abs.v1.OperatorService.Abort:output_type -> abs.v1.Job
-	19, // 38: abs.v1.OperatorService.Status:output_type -> abs.v1.StatusResponse
-	9,  // 39: abs.v1.OperatorService.ListSlaves:output_type -> abs.v1.ListSlavesResponse
-	26, // 40: abs.v1.OperatorService.Report:output_type -> abs.v1.DumpRecord
-	3,  // 41: abs.v1.OperatorService.ListVolumes:output_type -> abs.v1.ListVolumesResponse
-	6,  // 42: abs.v1.OperatorService.ListTapes:output_type -> abs.v1.ListTapesResponse
-	38, // 43: abs.v1.MasterService.RegisterDevice:output_type -> abs.v1.RegisterDeviceResponse
-	21, // 44: abs.v1.MasterService.ValidateTape:output_type -> abs.v1.ValidateTapeResponse
-	23, // 45: abs.v1.MasterService.GenLabel:output_type -> abs.v1.GenLabelResponse
-	25, // 46: abs.v1.MasterService.ValidateLabel:output_type -> abs.v1.ValidateLabelResponse
-	30, // 47: abs.v1.MasterService.DumpCheckpoint:output_type -> abs.v1.ReportAck
-	30, // 48: abs.v1.MasterService.JobStatus:output_type -> abs.v1.ReportAck
-	30, // 49: abs.v1.MasterService.JobDone:output_type -> abs.v1.ReportAck
-	35, // 50: abs.v1.SlaveService.Backup:output_type -> abs.v1.Queued
-	35, // 51: abs.v1.SlaveService.Restore:output_type -> abs.v1.Queued
-	35, // 52: abs.v1.SlaveService.Abort:output_type -> abs.v1.Queued
-	33, // [33:53] is the sub-list for method output_type
-	13, // [13:33] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	38, // 13: abs.v1.RegisterDeviceRequest.jobs:type_name -> abs.v1.SlaveJob
+	40, // 14: abs.v1.RegisterDeviceRequest.epochs:type_name -> abs.v1.JournalEpoch
+	10, // 15: abs.v1.SlaveJob.target:type_name -> abs.v1.Target
+	39, // 16: abs.v1.SlaveJob.tapes:type_name -> abs.v1.HeldTape
+	26, // 17: abs.v1.SlaveJob.plan:type_name -> abs.v1.DumpRecord
+	11, // 18: abs.v1.OperatorService.Dump:input_type -> abs.v1.DumpRequest
+	13, // 19: abs.v1.OperatorService.Restore:input_type -> abs.v1.RestoreRequest
+	14, // 20: abs.v1.OperatorService.ListJobs:input_type -> abs.v1.ListJobsRequest
+	16, // 21: abs.v1.OperatorService.GetJob:input_type -> abs.v1.GetJobRequest
+	17, // 22: abs.v1.OperatorService.Abort:input_type -> abs.v1.AbortRequest
+	18, // 23: abs.v1.OperatorService.Status:input_type -> abs.v1.StatusRequest
+	7,  // 24: abs.v1.OperatorService.ListSlaves:input_type -> abs.v1.ListSlavesRequest
+	0,  // 25: abs.v1.OperatorService.Report:input_type -> abs.v1.ReportRequest
+	1,  // 26: abs.v1.OperatorService.ListVolumes:input_type -> abs.v1.ListVolumesRequest
+	4,  // 27: abs.v1.OperatorService.ListTapes:input_type -> abs.v1.ListTapesRequest
+	37, // 28: abs.v1.MasterService.RegisterDevice:input_type -> abs.v1.RegisterDeviceRequest
+	20, // 29: abs.v1.MasterService.ValidateTape:input_type -> abs.v1.ValidateTapeRequest
+	22, // 30: abs.v1.MasterService.GenLabel:input_type -> abs.v1.GenLabelRequest
+	24, // 31: abs.v1.MasterService.ValidateLabel:input_type -> abs.v1.ValidateLabelRequest
+	27, // 32: abs.v1.MasterService.DumpCheckpoint:input_type -> abs.v1.DumpCheckpointRequest
+	28, // 33: abs.v1.MasterService.JobStatus:input_type -> abs.v1.JobStatusRequest
+	29, // 34: abs.v1.MasterService.JobDone:input_type -> abs.v1.JobDoneRequest
+	32, // 35: abs.v1.SlaveService.Backup:input_type -> abs.v1.BackupRequest
+	33, // 36: abs.v1.SlaveService.Restore:input_type -> abs.v1.SlaveRestoreRequest
+	34, // 37: abs.v1.SlaveService.Abort:input_type -> abs.v1.SlaveAbortRequest
+	12, // 38: abs.v1.OperatorService.Dump:output_type -> abs.v1.Job
+	12, // 39: abs.v1.OperatorService.Restore:output_type -> abs.v1.Job
+	15, // 40: abs.v1.OperatorService.ListJobs:output_type -> abs.v1.ListJobsResponse
+	12, // 41: abs.v1.OperatorService.GetJob:output_type -> abs.v1.Job
+	12, // 42: abs.v1.OperatorService.Abort:output_type -> abs.v1.Job
+	19, // 43: abs.v1.OperatorService.Status:output_type -> abs.v1.StatusResponse
+	9,  // 44: abs.v1.OperatorService.ListSlaves:output_type -> abs.v1.ListSlavesResponse
+	26, // 45: abs.v1.OperatorService.Report:output_type -> abs.v1.DumpRecord
+	3,  // 46: abs.v1.OperatorService.ListVolumes:output_type -> abs.v1.ListVolumesResponse
+	6,  // 47: abs.v1.OperatorService.ListTapes:output_type -> abs.v1.ListTapesResponse
+	41, // 48: abs.v1.MasterService.RegisterDevice:output_type -> abs.v1.RegisterDeviceResponse
+	21, // 49: abs.v1.MasterService.ValidateTape:output_type -> abs.v1.ValidateTapeResponse
+	23, // 50: abs.v1.MasterService.GenLabel:output_type -> abs.v1.GenLabelResponse
+	25, // 51: abs.v1.MasterService.ValidateLabel:output_type -> abs.v1.ValidateLabelResponse
+	30, // 52: abs.v1.MasterService.DumpCheckpoint:output_type -> abs.v1.ReportAck
+	30, // 53: abs.v1.MasterService.JobStatus:output_type -> abs.v1.ReportAck
+	30, // 54: abs.v1.MasterService.JobDone:output_type -> abs.v1.ReportAck
+	35, // 55: abs.v1.SlaveService.Backup:output_type -> abs.v1.Queued
+	35, // 56: abs.v1.SlaveService.Restore:output_type -> abs.v1.Queued
+	35, // 57: abs.v1.SlaveService.Abort:output_type -> abs.v1.Queued
+	38, // [38:58] is the sub-list for method output_type
+	18, // [18:38] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_api_abs_proto_init() }
@@ -3013,7 +3295,7 @@ func file_api_abs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_abs_proto_rawDesc), len(file_api_abs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

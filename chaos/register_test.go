@@ -59,6 +59,9 @@ func TestRegisterDevice(t *testing.T) {
 		Reaches: []*api.Reach{{Server: "fs1", Partition: "vicepa", Volumes: []string{"user.alice"}}, {Server: "fs2"}}}
 
 	op := realm.Operator(t, m.Addr)
+	journalID := statusOf(t, env).JournalID
+	stale := &api.RegisterDeviceRequest{Name: "tape1", Addr: "127.0.0.1:7401", Epochs: []*api.JournalEpoch{{JournalId: "other", Epoch: 7}, {JournalId: journalID, Epoch: 2}}}
+	badJob := &api.RegisterDeviceRequest{Name: "tape1", Addr: "127.0.0.1:7401", Jobs: []*api.SlaveJob{{Job: "zzzzz-1", Kind: "copy", Target: &api.Target{Scope: "server", Server: "fs1"}}}}
 	before := lastIndex(t, op)
 	refusals := []struct {
 		name string
@@ -74,6 +77,8 @@ func TestRegisterDevice(t *testing.T) {
 		{"not in cluster.slaves", withHash(hash), slaveClient(t, realm.Issue(t, "slave", "tape9"), m.Addr), &api.RegisterDeviceRequest{Name: "tape9", Addr: "x:1"}, codes.PermissionDenied, "not in this realm's cluster.slaves"},
 		{"operator certificate", withHash(hash), slaveClient(t, realm.OpCerts, m.Addr), reg, codes.PermissionDenied, "needs role slave"},
 		{"no address", withHash(hash), tape1, &api.RegisterDeviceRequest{Name: "tape1"}, codes.InvalidArgument, "without an address"},
+		{"the slave obeyed a later epoch of this journal", withHash(hash), tape1, stale, codes.FailedPrecondition, "is stale"},
+		{"a job of unknown kind", withHash(hash), tape1, badJob, codes.InvalidArgument, `unknown kind "copy"`},
 	}
 	for _, tc := range refusals {
 		_, err := tc.c.RegisterDevice(tc.ctx, tc.req)

@@ -61,6 +61,8 @@ func smallPartition(t *testing.T, dir string) (string, []string) {
 // jobRec is a job as `abs jobs --json` prints it.
 type jobRec struct {
 	ID             string `json:"id"`
+	By             string `json:"by"`
+	Origin         string `json:"origin"`
 	State          string `json:"state"`
 	Slave          string `json:"slave"`
 	Note           string `json:"note"`
@@ -548,12 +550,14 @@ func TestSlaveKilledMidDump(t *testing.T) {
 // TestSlaveSwitchesMasterMidJob: a dump of server fs1 runs on the slave for
 // master A; vicepa's volumes checkpointed (A acknowledged them), the
 // slave's config is rewritten to name master B and it gets SIGHUP while it
-// sits in the slow volumes. What must hold now (adoption of the running job
-// by B, DESIGN.md §8, is a later issue): the slave registers with B while
-// the job runs, neither crashes nor stalls (the job ends done on the slave
-// and a new dump ordered by B succeeds, on a blank cartridge: B does not
-// know A's labels), the job's data on tape is intact, and A, queried and
-// then restarted, still has every checkpoint it acknowledged.
+// sits in the slow volumes. The slave registers with B listing the job, B
+// adopts it (DESIGN.md §8): `abs jobs` on B shows it, with A's journal as
+// its origin; its remaining checkpoints land at B, including one whose
+// dump fills A's cartridge and continues on a blank one B labels; it ends
+// done at B with its tapes VALID there. Every volume is recorded once
+// across A and B, its data on tape is intact, a new dump ordered by B
+// succeeds, A's orders are refused by the slave, and A keeps every
+// checkpoint it acknowledged, after a restart too.
 func TestSlaveSwitchesMasterMidJob(t *testing.T) {
 	t.Parallel()
 	realm := NewRealm(t)
@@ -563,15 +567,16 @@ func TestSlaveSwitchesMasterMidJob(t *testing.T) {
 	b.Start(t)
 	defer b.Kill(t)
 	s := newSlaveSetup(t, realm, a, 3, smallPartition, func(dir, certs, partition string) string {
-		return faultsConfig(a.Addr, dir, certs, partition, 2)
+		return switchConfig(a.Addr, dir, certs, partition)
 	})
 	opA := realm.Operator(t, a.Addr)
 	sp := startSlave(t, s.config)
 	sp.waitLine(t, "registered with "+a.Addr)
+	journalA := statusOf(t, s.env).JournalID
 
 	job := s.detach(t, "server", "fs1", "--level", "full")
 	acked := waitCheckpoints(t, s.env, opA, job, len(s.vols), s.config+".log")
-	if err := os.WriteFile(s.config, []byte(faultsConfig(b.Addr, s.dir, s.certs, s.partition, 2)), 0o644); err != nil {
+	if err := os.WriteFile(s.config, []byte(switchConfig(b.Addr, s.dir, s.certs, s.partition)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	sp.cmd.Process.Signal(syscall.SIGHUP)
@@ -583,15 +588,49 @@ func TestSlaveSwitchesMasterMidJob(t *testing.T) {
 	if out := mustRun(t, envB, "slaves").Stdout; !strings.Contains(out, "tape1") {
 		t.Fatalf("beta does not list tape1 after the switch:\n%s", out)
 	}
-
-	// The job goes on on the slave, and ends done there.
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(s.slaveLog(), "job="+job+" state=done") {
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s did not end done on the slave within 20s of the switch:\n%s", job, s.slaveLog())
-		}
-		time.Sleep(100 * time.Millisecond)
+	adopted, ok := jobsOf(t, envB)[job]
+	if !ok || adopted.Origin != journalA || !strings.Contains(adopted.By, "adopted") || adopted.Slave != "tape1" {
+		t.Fatalf("beta does not list job %s as adopted from alpha's journal %s: %+v (found %v)", job, journalA, adopted, ok)
 	}
+
+	// The job finishes at beta.
+	opB := realm.Operator(t, b.Addr)
+	end := waitJob(t, opB, job, 30*time.Second, "done at beta", func(j jobRec) bool { return j.State == "done" })
+	if end.Volumes != int64(len(s.vols)+2) {
+		t.Fatalf("job %s ended at beta with %d volumes, want %d: %+v", job, end.Volumes, len(s.vols)+2, end)
+	}
+	if n := strings.Count(s.slaveLog(), "the master refused a report"); n != 0 {
+		t.Fatalf("the slave logged %d refused reports:\n%s", n, s.slaveLog())
+	}
+	// Every volume recorded once across alpha and beta, the later ones at
+	// beta; s2 spans two cartridges, the second labeled by beta.
+	recsA, recsB := jobRecords(reportOf(t, s.env), job), jobRecords(reportOf(t, envB), job)
+	count := map[string]int{}
+	for _, d := range append(slices.Clone(recsA), recsB...) {
+		count[d.Volume]++
+	}
+	for _, v := range append(volumeNames(s.vols), "s1", "s2") {
+		if count[v] != 1 {
+			t.Fatalf("volume %s is recorded %d times across alpha and beta (want once): alpha %+v\nbeta %+v", v, count[v], recsA, recsB)
+		}
+	}
+	tapesB := tapesOf(t, envB)
+	var s2 dumpRec
+	for _, d := range recsB {
+		if d.Volume == "s2" {
+			s2 = d
+		}
+		for _, label := range d.Tapes {
+			if tapesB[label].State != "valid" {
+				t.Fatalf("beta: tape %s of job %s is %q after the job, want valid: %+v", label, job, tapesB[label].State, tapesB)
+			}
+		}
+	}
+	if len(s2.Tapes) != 2 || !strings.Contains(s2.Tapes[1], statusOf(t, envB).JobPrefix) {
+		t.Fatalf("s2 should span alpha's cartridge and one beta labeled (prefix %s): %+v", statusOf(t, envB).JobPrefix, s2)
+	}
+	checkOnTape(t, s.lib, tapesB, recsB)
+
 	// Its data on tape: every volume of fs1 once, complete, undamaged; the
 	// records A acknowledged match their files; one extracts identical.
 	seen := map[string]int{}
@@ -601,10 +640,12 @@ func TestSlaveSwitchesMasterMidJob(t *testing.T) {
 			if f.Job != job {
 				continue
 			}
-			if !f.Complete || f.Damage != "" || f.Continues {
+			if !f.Complete || f.Damage != "" {
 				t.Fatalf("%s file %d of job %s is not intact: %+v", cart, f.File, job, f)
 			}
-			seen[f.Volume]++
+			if f.Part == 1 {
+				seen[f.Volume]++
+			}
 		}
 	}
 	for _, v := range append(volumeNames(s.vols), "s1", "s2") {
@@ -623,26 +664,55 @@ func TestSlaveSwitchesMasterMidJob(t *testing.T) {
 	if res := Run(t, envB, "dump", "volume", vol, "--server", "fs1", "--partition", "vicepa", "--level", "full"); res.Code != 0 || !strings.Contains(res.Stderr, " done") {
 		t.Fatalf("a dump ordered by beta after the switch: exit %d\n%s\nslave log:\n%s", res.Code, res.Stderr, s.slaveLog())
 	}
-	recsB := reportOf(t, envB)
-	tapesB := tapesOf(t, envB)
 	var fresh []dumpRec
-	for _, d := range recsB {
+	for _, d := range reportOf(t, envB) {
 		if d.Job != job {
 			fresh = append(fresh, d)
 		}
 	}
+	tapesB = tapesOf(t, envB)
 	if len(fresh) != 1 || fresh[0].Volume != vol || !slices.Contains(blanks, tapesB[fresh[0].Tapes[0]].Name) {
 		t.Fatalf("beta's dump of %s: want one record on a cartridge blank before it (%v), got %+v (tapes %+v)", vol, blanks, fresh, tapesB)
 	}
 	checkOnTape(t, s.lib, tapesB, fresh)
+
+	// A's orders are no longer obeyed: a dump A queues stays dispatched.
+	idA := s.detach(t, "volume", vol, "--server", "fs1", "--partition", "vicepa")
+	time.Sleep(time.Second)
+	if j := jobsOf(t, s.env)[idA]; j.State != "dispatched" || strings.Contains(s.slaveLog(), "job="+idA) {
+		t.Fatalf("alpha's job %s after the slave moved to beta: %+v (want dispatched, never run)\n%s", idA, j, s.slaveLog())
+	}
 
 	// A keeps what it acknowledged, and after a restart too.
 	containsRecords(t, "alpha after the switch", reportOf(t, s.env), acked)
 	a.Kill(t)
 	a.Start(t)
 	containsRecords(t, "alpha after its restart", reportOf(t, s.env), acked)
-	t.Logf("after the switch: alpha's job %+v; beta has %d records of job %s; slave log lines refusing reports: %d",
-		jobsOf(t, s.env)[job], len(jobRecords(recsB, job)), job, strings.Count(s.slaveLog(), "the master refused a report"))
+}
+
+// switchConfig is faultsConfig with 10 MiB cartridges and an s2 that dumps
+// 6 MB: vicepa's three volumes (about 7 MiB) fit on the first cartridge,
+// s2 (dumped after the switch) continues on another.
+func switchConfig(master, dir, certs, partition string) string {
+	cfg := strings.Replace(faultsConfig(master, dir, certs, partition, 2), "capacity: 64MiB", "capacity: 10MiB", 1)
+	return strings.Replace(cfg, "printf %s {volume};", "printf %s {volume}; [ {volume} != s2 ] || head -c 6000000 /dev/zero;", 1)
+}
+
+// statusRec is the part of `abs status --json` tests read.
+type statusRec struct {
+	JournalID string `json:"journal_id"`
+	JobPrefix string `json:"job_prefix"`
+	Mode      string `json:"mode"`
+}
+
+func statusOf(t *testing.T, env []string) statusRec {
+	t.Helper()
+	var st statusRec
+	out := mustRun(t, env, "status", "--json").Stdout
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("abs status --json: %v\n%s", err, out)
+	}
+	return st
 }
 
 // nonBlank lists the library's labeled cartridge files.

@@ -146,10 +146,8 @@ func backupRequest(s *statemachine.State, j statemachine.Job) *api.BackupRequest
 	case statemachine.LevelIncremental:
 		req.Level = "incremental"
 	}
-	t := j.Target
 	for _, v := range s.Volumes {
-		if v.LastDump == 0 || (t.Server != "" && v.Server != t.Server) || (t.Partition != "" && v.Partition != t.Partition) ||
-			(t.Scope == statemachine.ScopeVolume && v.Name != t.Volume) {
+		if v.LastDump == 0 || !j.Target.Covers(v.Server, v.Partition, v.Name) {
 			continue
 		}
 		req.Since = append(req.Since, &api.VolumeSince{Server: v.Server, Partition: v.Partition, Volume: v.Name, SinceUnixNano: v.LastDump})

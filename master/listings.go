@@ -21,6 +21,12 @@ func dumpProto(d statemachine.DumpRecord) *api.DumpRecord {
 		IncrementDateUnixNano: d.IncrementDate, Tapes: d.Tapes, File: uint32(d.File), Bytes: d.Bytes, Sha256: d.SHA256, Job: string(d.Job)}
 }
 
+// dumpFromProto is the inverse of dumpProto.
+func dumpFromProto(d *api.DumpRecord) statemachine.Dump {
+	return statemachine.Dump{Volume: d.GetVolume(), Server: d.GetServer(), Partition: d.GetPartition(), DumpDate: d.GetDumpDateUnixNano(),
+		IncrementDate: d.GetIncrementDateUnixNano(), Tapes: d.GetTapes(), File: int(d.GetFile()), Bytes: d.GetBytes(), SHA256: d.GetSha256(), Job: statemachine.JobID(d.GetJob())}
+}
+
 func (o *operator) Report(req *api.ReportRequest, stream api.OperatorService_ReportServer) error {
 	var sendErr error
 	err := o.m.cat.Dumps(req.GetServer(), req.GetPartition(), req.GetVolume(), func(d statemachine.DumpRecord) bool {

@@ -111,13 +111,18 @@ func (o *operator) GetJob(ctx context.Context, req *api.GetJobRequest) (*api.Job
 			return nil
 		}
 		j.Why = s.Waiting(j)
-		return j
+		p := jobProto(j)
+		if !j.State.Ended() {
+			vols, bytes := s.Estimate(j)
+			p.ExpectedVolumes, p.ExpectedBytes = int64(vols), bytes
+		}
+		return p
 	})
 	if err != nil {
 		return nil, rpcError(err)
 	}
-	if j, ok := res.val.(statemachine.Job); ok {
-		return jobProto(j), nil
+	if j, ok := res.val.(*api.Job); ok {
+		return j, nil
 	}
 	j, found, err := o.m.cat.Job(id)
 	if err != nil {
@@ -276,6 +281,6 @@ func jobProto(j statemachine.Job) *api.Job {
 		Id: string(j.ID), Kind: j.Kind.String(), Target: targetProto(j.Target), Level: level,
 		State: j.State.String(), By: j.By, Slave: j.Slave, Why: j.Why, AbortRequested: j.AbortRequested,
 		QueuedAtUnixNano: j.QueuedAt, UpdatedAtUnixNano: j.UpdatedAt, EndedAtUnixNano: j.EndedAt,
-		QueuedIndex: j.QueuedIndex, Volumes: int64(j.Volumes), Bytes: j.Bytes,
+		QueuedIndex: j.QueuedIndex, Volumes: int64(j.Volumes), Bytes: j.Bytes, Origin: j.Origin,
 	}
 }

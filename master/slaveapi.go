@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 
@@ -61,15 +62,72 @@ func (s *slaveAPI) RegisterDevice(ctx context.Context, req *api.RegisterDeviceRe
 			}
 		}
 	}
-	res, err := s.m.loop.propose(ctx, statemachine.RegisterSlave{Slave: sl}, func(st *statemachine.State, _ []statemachine.Event) any {
+	jobs, err := slaveJobs(req.GetJobs())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "slave %s: %v", name, err)
+	}
+	var ids []string
+	for _, j := range jobs {
+		ids = append(ids, string(j.ID))
+	}
+	s.m.loop.mu.Lock()
+	epoch, journalID := s.m.loop.epoch, s.m.loop.journalID
+	s.m.loop.mu.Unlock()
+	for _, e := range req.GetEpochs() {
+		if e.GetJournalId() == journalID && e.GetEpoch() > epoch {
+			s.m.log.Error("refusing a registration: this master is stale", "slave", name, "epoch", epoch, "slave_saw", e.GetEpoch())
+			return nil, status.Errorf(codes.FailedPrecondition, "this master (journal %s, epoch %d) is stale: slave %s already obeyed epoch %d of this journal, so the master moved elsewhere; stop this copy",
+				journalID, epoch, name, e.GetEpoch())
+		}
+	}
+	res, err := s.m.loop.propose(ctx, statemachine.RegisterSlave{Slave: sl, Jobs: jobs}, func(st *statemachine.State, evs []statemachine.Event) any {
+		for _, e := range evs {
+			if a, ok := e.(statemachine.JobAdopted); ok {
+				s.m.log.Info("job adopted", "job", a.Job.ID, "slave", name, "origin", a.Job.Origin, "target", a.Job.Target.String(), "tapes", len(a.Tapes))
+			}
+		}
 		return &api.RegisterDeviceResponse{JournalId: st.Journal.ID, Epoch: st.Master.Epoch, Realm: st.Journal.Realm}
 	})
 	if err != nil {
 		return nil, rpcError(err)
 	}
-	s.m.log.Info("slave registered", "slave", name, "addr", sl.Addr, "drives", sl.Drives, "reaches", len(sl.Reaches))
-	s.resend(ctx, name, req.GetJobsInProgress())
+	s.m.log.Info("slave registered", "slave", name, "addr", sl.Addr, "drives", sl.Drives, "reaches", len(sl.Reaches), "jobs", len(jobs))
+	s.resend(ctx, name, ids)
 	return res.val.(*api.RegisterDeviceResponse), nil
+}
+
+// slaveJobs reads the jobs a registering slave lists.
+func slaveJobs(in []*api.SlaveJob) ([]statemachine.SlaveJob, error) {
+	var out []statemachine.SlaveJob
+	for _, j := range in {
+		sj := statemachine.SlaveJob{ID: statemachine.JobID(j.GetJob()), Origin: j.GetOrigin(), Volumes: int(j.GetVolumes()), Bytes: j.GetBytes()}
+		t := j.GetTarget()
+		scope, err := statemachine.ParseScope(t.GetScope())
+		if err != nil {
+			return nil, fmt.Errorf("job %s: %w", sj.ID, err)
+		}
+		sj.Target = statemachine.Target{Scope: scope, Server: t.GetServer(), Partition: t.GetPartition(), Volume: t.GetVolume()}
+		switch j.GetKind() {
+		case "dump":
+			sj.Kind = statemachine.KindDump
+			if sj.Level, err = statemachine.ParseLevel(j.GetLevel()); err != nil {
+				return nil, fmt.Errorf("job %s: %w", sj.ID, err)
+			}
+			for _, h := range j.GetTapes() {
+				sj.Tapes = append(sj.Tapes, statemachine.HeldTape{Label: h.GetLabel(), Name: h.GetCartridge(), Files: int(h.GetFiles())})
+			}
+		case "restore":
+			sj.Kind = statemachine.KindRestore
+			sj.Restore = &statemachine.RestoreSpec{To: j.GetTo()}
+			for _, d := range j.GetPlan() {
+				sj.Restore.Plan = append(sj.Restore.Plan, dumpFromProto(d))
+			}
+		default:
+			return nil, fmt.Errorf("job %s is of unknown kind %q (want dump or restore)", sj.ID, j.GetKind())
+		}
+		out = append(out, sj)
+	}
+	return out, nil
 }
 
 // resend re-derives what a (re-)registering slave is owed: dispatched jobs
@@ -219,10 +277,10 @@ func (s *slaveAPI) DumpCheckpoint(ctx context.Context, req *api.DumpCheckpointRe
 	if d == nil {
 		return nil, status.Error(codes.InvalidArgument, "a checkpoint without its dump record")
 	}
+	dump := dumpFromProto(d)
+	dump.Job = ""
 	return s.report(ctx, statemachine.Report{Slave: name, Seq: req.GetSeq(), ID: statemachine.JobID(req.GetJob()),
-		Volumes: int(req.GetVolumes()), Bytes: req.GetBytes(), Dump: &statemachine.Dump{
-			Volume: d.GetVolume(), Server: d.GetServer(), Partition: d.GetPartition(), DumpDate: d.GetDumpDateUnixNano(),
-			IncrementDate: d.GetIncrementDateUnixNano(), Tapes: d.GetTapes(), File: int(d.GetFile()), Bytes: d.GetBytes(), SHA256: d.GetSha256()}})
+		Volumes: int(req.GetVolumes()), Bytes: req.GetBytes(), Dump: &dump})
 }
 
 func (s *slaveAPI) JobStatus(ctx context.Context, req *api.JobStatusRequest) (*api.ReportAck, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -37,6 +38,9 @@ type slaveEvent struct {
 	Report  *report       `msgpack:"r,omitempty"`
 	Seq     uint64        `msgpack:"s,omitempty"`
 	Epoch   uint64        `msgpack:"e,omitempty"`
+	// JournalID names the master journal an epoch is of (epochs count per
+	// journal: a crippled master's start at 1 again).
+	JournalID string `msgpack:"jid,omitempty"`
 }
 
 // report is one report owed to the master, numbered by the slave's sequence.
@@ -57,12 +61,14 @@ type agent struct {
 	j   *journal.Journal
 
 	mu       sync.Mutex
-	orders   map[string]*DumpOrder    // accepted, not ended
-	restores map[string]*RestoreOrder // accepted, not ended
-	pending  []*report                // not acknowledged, by seq
+	orders   map[string]*DumpOrder     // accepted, and not ended or still owing reports
+	restores map[string]*RestoreOrder  // accepted, and not ended or still owing reports
+	ended    map[string]bool           // orders ended, kept while they owe reports
+	written  map[string]map[string]int // by job: dump files per tape label the master acknowledged
+	pending  []*report                 // not acknowledged, by seq
 	seq      uint64
-	epoch    uint64
-	wake     chan struct{} // a report was queued
+	epochs   map[string]uint64 // highest epoch accepted, by master journal ID
+	wake     chan struct{}     // a report was queued
 	// owed, if set, is told how many reports are not yet acknowledged.
 	owed func(n int)
 }
@@ -88,7 +94,8 @@ func openAgent(log *slog.Logger, dataDir, realm string) (*agent, error) {
 		j.Close()
 		return nil, fmt.Errorf("slave: the journal in %s is a %s journal of realm %q, not a slave journal of %q", dir, id.Mode, id.Realm, realm)
 	}
-	a := &agent{log: log, j: j, orders: map[string]*DumpOrder{}, restores: map[string]*RestoreOrder{}, wake: make(chan struct{}, 1)}
+	a := &agent{log: log, j: j, orders: map[string]*DumpOrder{}, restores: map[string]*RestoreOrder{}, ended: map[string]bool{},
+		written: map[string]map[string]int{}, epochs: map[string]uint64{}, wake: make(chan struct{}, 1)}
 	r, err := journal.OpenReader(dir)
 	if err != nil {
 		j.Close()
@@ -109,15 +116,14 @@ func openAgent(log *slog.Logger, dataDir, realm string) (*agent, error) {
 				a.orders[ev.Job] = ev.Order
 			}
 		case "ended":
-			delete(a.orders, ev.Job)
-			delete(a.restores, ev.Job)
+			a.ended[ev.Job] = true
 		case "report":
 			reports = append(reports, ev.Report)
 			a.seq = max(a.seq, ev.Report.Seq)
 		case "acked":
 			acked[ev.Seq] = true
 		case "epoch":
-			a.epoch = max(a.epoch, ev.Epoch)
+			a.epochs[ev.JournalID] = max(a.epochs[ev.JournalID], ev.Epoch)
 		}
 		return nil
 	})
@@ -128,8 +134,11 @@ func openAgent(log *slog.Logger, dataDir, realm string) (*agent, error) {
 	for _, rp := range reports {
 		if !acked[rp.Seq] {
 			a.pending = append(a.pending, rp)
+		} else {
+			a.wrote(rp)
 		}
 	}
+	a.forget()
 	return a, nil
 }
 
@@ -150,6 +159,9 @@ func (a *agent) accept(o DumpOrder) (bool, error) {
 	if _, ok := a.orders[o.Job]; ok {
 		return false, nil
 	}
+	if a.ended[o.Job] {
+		return false, nil // ended here, its end still owed: not run twice
+	}
 	if err := a.append(slaveEvent{Kind: "accepted", Job: o.Job, Order: &o}); err != nil {
 		return false, err
 	}
@@ -161,7 +173,7 @@ func (a *agent) accept(o DumpOrder) (bool, error) {
 func (a *agent) acceptRestore(o RestoreOrder) (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.restores[o.Job]; ok {
+	if _, ok := a.restores[o.Job]; ok || a.ended[o.Job] {
 		return false, nil
 	}
 	if err := a.append(slaveEvent{Kind: "accepted", Job: o.Job, Restore: &o}); err != nil {
@@ -171,22 +183,29 @@ func (a *agent) acceptRestore(o RestoreOrder) (bool, error) {
 	return true, nil
 }
 
-// acceptEpoch persists a higher master epoch before the slave obeys it; a
-// lower one is refused.
-func (a *agent) acceptEpoch(epoch uint64) error {
+// acceptEpoch persists a higher epoch of a master journal before the slave
+// obeys it; a lower one (a stale copy of a moved master) is refused.
+func (a *agent) acceptEpoch(journalID string, epoch uint64) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	switch {
-	case epoch < a.epoch:
-		return fmt.Errorf("master epoch %d is older than epoch %d this slave already obeys", epoch, a.epoch)
-	case epoch == a.epoch:
+	switch seen := a.epochs[journalID]; {
+	case epoch < seen:
+		return fmt.Errorf("master epoch %d of journal %s is older than epoch %d this slave already obeyed: that master is a stale copy", epoch, journalID, seen)
+	case epoch == seen:
 		return nil
 	}
-	if err := a.append(slaveEvent{Kind: "epoch", Epoch: epoch}); err != nil {
+	if err := a.append(slaveEvent{Kind: "epoch", Epoch: epoch, JournalID: journalID}); err != nil {
 		return err
 	}
-	a.epoch = epoch
+	a.epochs[journalID] = epoch
 	return nil
+}
+
+// epochsSeen lists the highest epoch accepted of every master journal.
+func (a *agent) epochsSeen() map[string]uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.epochs)
 }
 
 // queue records a report durably and wakes the sender. A "done" report also
@@ -203,8 +222,7 @@ func (a *agent) queue(rp report) error {
 		if err := a.append(slaveEvent{Kind: "ended", Job: rp.Job}); err != nil {
 			return err
 		}
-		delete(a.orders, rp.Job)
-		delete(a.restores, rp.Job)
+		a.ended[rp.Job] = true
 	}
 	a.pending = append(a.pending, &rp)
 	if a.owed != nil {
@@ -215,6 +233,14 @@ func (a *agent) queue(rp report) error {
 	default:
 	}
 	return nil
+}
+
+// wakeSender makes the sender try again now (the slave just registered).
+func (a *agent) wakeSender() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
 }
 
 // next returns the oldest unacknowledged report, or nil.
@@ -235,7 +261,12 @@ func (a *agent) acked(seq uint64) error {
 		return err
 	}
 	if len(a.pending) > 0 && a.pending[0].Seq == seq {
+		rp := a.pending[0]
 		a.pending = a.pending[1:]
+		a.wrote(rp)
+		if a.ended[rp.Job] {
+			a.forget()
+		}
 	}
 	if a.owed != nil {
 		a.owed(len(a.pending))
@@ -243,19 +274,79 @@ func (a *agent) acked(seq uint64) error {
 	return nil
 }
 
-// inProgress lists the orders not ended, and the last report sequence.
-func (a *agent) inProgress() ([]string, uint64, uint64) {
+// wrote counts the tape files of an acknowledged checkpoint. Called with
+// a.mu held.
+func (a *agent) wrote(rp *report) {
+	if rp.Dump == nil {
+		return
+	}
+	w := a.written[rp.Job]
+	if w == nil {
+		w = map[string]int{}
+		a.written[rp.Job] = w
+	}
+	for _, label := range rp.Dump.Tapes {
+		w[label]++
+	}
+}
+
+// forget drops the orders that ended and owe no more reports. Called with
+// a.mu held.
+func (a *agent) forget() {
+	owing := map[string]bool{}
+	for _, rp := range a.pending {
+		owing[rp.Job] = true
+	}
+	for job := range a.ended {
+		if !owing[job] {
+			delete(a.orders, job)
+			delete(a.restores, job)
+			delete(a.ended, job)
+			delete(a.written, job)
+		}
+	}
+}
+
+// inProgress lists the orders not ended, in ID order.
+func (a *agent) inProgress() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var jobs []string
 	for id := range a.orders {
-		jobs = append(jobs, id)
+		if !a.ended[id] {
+			jobs = append(jobs, id)
+		}
 	}
 	for id := range a.restores {
-		jobs = append(jobs, id)
+		if !a.ended[id] {
+			jobs = append(jobs, id)
+		}
 	}
 	sort.Strings(jobs)
-	return jobs, a.seq, a.epoch
+	return jobs
+}
+
+// agentJob is an order the slave has in progress or still owes reports
+// for, with the dump files per tape label of its acknowledged checkpoints
+// (the unacknowledged ones a master that adopts the job will hear of).
+type agentJob struct {
+	order   *DumpOrder
+	restore *RestoreOrder
+	written map[string]int
+}
+
+// jobs lists the orders in progress or owing reports, by job ID.
+func (a *agent) jobs() map[string]agentJob {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]agentJob{}
+	for id, o := range a.orders {
+		out[id] = agentJob{order: o, written: maps.Clone(a.written[id])}
+	}
+	for id, o := range a.restores {
+		out[id] = agentJob{restore: o}
+	}
+	return out
 }
 
 // send delivers reports in order through deliver until ctx ends, retrying

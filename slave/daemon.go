@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -64,8 +66,15 @@ type Slave struct {
 	master   string // the master it registers with
 	cancel   context.CancelFunc
 	running  map[string]context.CancelFunc // jobs being run, for Abort
+	held     map[string][]HeldTape         // tapes each running dump holds
 	conn     *grpc.ClientConn              // to the current master
 	connAddr string
+	// regAddr and regJournal are the master this slave registered with
+	// (its address and journal ID), empty until a registration with the
+	// master the config names succeeds. Reports and tape calls wait for it,
+	// so a master the slave just moved to has adopted the slave's jobs
+	// before it hears of them; orders from any other master are refused.
+	regAddr, regJournal string
 }
 
 // Run starts a slave from the config file at path and serves until ctx ends.
@@ -121,7 +130,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	if s.library, err = tape.OpenLibrary(cfg.Library.Path, cfg.Library.Drives, cfg.Library.Bytes); err != nil {
 		return err
 	}
-	s.ctx, s.running = ctx, map[string]context.CancelFunc{}
+	s.ctx, s.running, s.held = ctx, map[string]context.CancelFunc{}, map[string][]HeldTape{}
 	s.drives = make(chan int, cfg.Library.Drives)
 	for d := range cfg.Library.Drives {
 		s.drives <- d
@@ -129,8 +138,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 	// Orders a crash interrupted are not resumed: report them failed. The
 	// volumes they checkpointed stay recorded; their torn tape file is cut by
 	// the library at the next append.
-	jobs, _, _ := s.agent.inProgress()
-	for _, job := range jobs {
+	for _, job := range s.agent.inProgress() {
 		s.log.Warn("job interrupted by a restart; reporting it failed", "job", job)
 		if err := s.agent.queue(report{Kind: "done", Job: job, State: "failed", Note: "the slave restarted while the job ran; volumes checkpointed before stay recorded"}); err != nil {
 			return err
@@ -197,6 +205,9 @@ func (s *Slave) switchMaster(ctx context.Context, cfg *Config) {
 	rctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	s.master = cfg.Cluster.Master
+	if s.regAddr != cfg.Cluster.Master {
+		s.regAddr, s.regJournal = "", ""
+	}
 	go s.register(rctx, cfg)
 }
 
@@ -218,7 +229,17 @@ func (s *Slave) register(ctx context.Context, cfg *Config) {
 		resp, err := client.RegisterDevice(cctx, req)
 		cancel()
 		if err == nil {
-			s.log.Info("registered", "master", cfg.Cluster.Master, "epoch", resp.Epoch, "journal", resp.JournalId)
+			s.mu.Lock()
+			current := s.cfg.Cluster.Master == cfg.Cluster.Master && ctx.Err() == nil
+			if current {
+				s.regAddr, s.regJournal = cfg.Cluster.Master, resp.JournalId
+			}
+			s.mu.Unlock()
+			if !current {
+				return // the config moved on meanwhile
+			}
+			s.log.Info("registered", "master", cfg.Cluster.Master, "epoch", resp.Epoch, "journal", resp.JournalId, "jobs", len(req.Jobs))
+			s.agent.wakeSender()
 			if s.opts.Ready != nil {
 				fmt.Fprintf(s.opts.Ready, "abs slave %s registered with %s (epoch %d)\n", cfg.Node.Name, cfg.Cluster.Master, resp.Epoch)
 			}
@@ -242,11 +263,14 @@ func (s *Slave) register(ctx context.Context, cfg *Config) {
 }
 
 // registration describes this slave to the master: its address, drives,
-// and every server and partition it reaches (with the volumes it can list).
+// every server and partition it reaches (with the volumes it can list), its
+// jobs (for adoption) and the epochs it obeyed.
 func (s *Slave) registration(cfg *Config) *api.RegisterDeviceRequest {
-	jobs, _, epoch := s.agent.inProgress()
-	// Seq stays 0: registration is not a report, and reports carry their own.
-	req := &api.RegisterDeviceRequest{Name: cfg.Node.Name, Addr: s.addr, Drives: uint32(cfg.Library.Drives), HighestEpoch: epoch, JobsInProgress: jobs}
+	req := &api.RegisterDeviceRequest{Name: cfg.Node.Name, Addr: s.addr, Drives: uint32(cfg.Library.Drives), Jobs: s.jobsToReport()}
+	epochs := s.agent.epochsSeen()
+	for _, id := range slices.Sorted(maps.Keys(epochs)) {
+		req.Epochs = append(req.Epochs, &api.JournalEpoch{JournalId: id, Epoch: epochs[id]})
+	}
 	for _, srv := range cfg.Servers {
 		// The server itself (a Reach with no partition): the slave dumps a
 		// server as every partition its config gives it (Runner.expand).
@@ -263,6 +287,58 @@ func (s *Slave) registration(cfg *Config) *api.RegisterDeviceRequest {
 		}
 	}
 	return req
+}
+
+// jobsToReport describes, for a registration, every job the slave has in
+// progress or owes reports for, so that a master that did not order it can
+// adopt it: what it does, who ordered it, its progress and, for a dump, the
+// tapes it holds with the dump files the master already acknowledged.
+func (s *Slave) jobsToReport() []*api.SlaveJob {
+	jobs := s.agent.jobs()
+	s.mu.Lock()
+	held := maps.Clone(s.held)
+	s.mu.Unlock()
+	var out []*api.SlaveJob
+	for _, id := range slices.Sorted(maps.Keys(jobs)) {
+		aj := jobs[id]
+		sj := &api.SlaveJob{Job: id}
+		if o := aj.restore; o != nil {
+			sj.Kind, sj.Origin, sj.To = "restore", o.Origin, o.To
+			sj.Target = &api.Target{Scope: "volume", Server: o.Server, Partition: o.Partition, Volume: o.Volume}
+			for _, d := range o.Plan {
+				sj.Plan = append(sj.Plan, d.proto(""))
+			}
+			out = append(out, sj)
+			continue
+		}
+		o := aj.order
+		sj.Kind, sj.Origin, sj.Level = "dump", o.Origin, o.Level
+		sj.Target = &api.Target{Scope: o.Scope, Server: o.Server, Partition: o.Partition, Volume: o.Volume}
+		// The tapes the running dump holds (with their cartridge names),
+		// and any other its acknowledged checkpoints name (after a restart).
+		for _, h := range held[id] {
+			sj.Tapes = append(sj.Tapes, &api.HeldTape{Label: h.Label, Cartridge: h.Cartridge, Files: uint32(aj.written[h.Label])})
+		}
+		for _, label := range slices.Sorted(maps.Keys(aj.written)) {
+			if !slices.ContainsFunc(held[id], func(h HeldTape) bool { return h.Label == label }) {
+				sj.Tapes = append(sj.Tapes, &api.HeldTape{Label: label, Files: uint32(aj.written[label])})
+			}
+		}
+		out = append(out, sj)
+	}
+	s.pruneHeld(jobs)
+	return out
+}
+
+// pruneHeld forgets the tapes of jobs the slave no longer speaks of.
+func (s *Slave) pruneHeld(jobs map[string]agentJob) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.held {
+		if _, ok := jobs[id]; !ok {
+			delete(s.held, id)
+		}
+	}
 }
 
 // listVolumes names the subdirectories of a partition directory (a missing

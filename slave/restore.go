@@ -25,6 +25,7 @@ type RestoreOrder struct {
 	Volume    string       `msgpack:"v"`
 	To        string       `msgpack:"to"`
 	Plan      []DumpRecord `msgpack:"plan"`
+	Origin    string       `msgpack:"or,omitempty"` // journal ID of the master that gave the order
 }
 
 // restorer returns what restores the partition's dumps: a directory

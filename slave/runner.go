@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abs-backup/abs/api"
 	"github.com/abs-backup/abs/slave/source"
 	"github.com/abs-backup/abs/slave/tape"
 )
@@ -64,6 +65,16 @@ type DumpRecord struct {
 	SHA256 string
 }
 
+// proto is the record on the wire, for job.
+func (d DumpRecord) proto(job string) *api.DumpRecord {
+	var incr int64
+	if !d.IncrementDate.IsZero() {
+		incr = d.IncrementDate.UnixNano()
+	}
+	return &api.DumpRecord{Volume: d.Volume, Server: d.Server, Partition: d.Partition, DumpDateUnixNano: d.DumpDate.UnixNano(),
+		IncrementDateUnixNano: incr, Tapes: d.Tapes, File: uint32(d.File), Bytes: d.Bytes, Sha256: d.SHA256, Job: job}
+}
+
 // DumpOrder is what the master asks a slave to dump (BackupRequest).
 type DumpOrder struct {
 	Job string
@@ -76,6 +87,8 @@ type DumpOrder struct {
 	Level string
 	// Since holds increment dates by VolumeKey ("server/partition/volume").
 	Since map[string]time.Time
+	// Origin is the journal ID of the master that gave the order.
+	Origin string
 }
 
 // DumpResult sums up a Dump.
@@ -108,6 +121,15 @@ type Runner struct {
 	// blank tape in NAME"); empty means the library's directory if it has
 	// one (Dir() string), else "the library".
 	LibraryName string
+	// Holding, if set, is told the tapes the dump holds each time that
+	// changes: a master that adopts the job needs them (registration).
+	Holding func(job string, tapes []HeldTape)
+}
+
+// HeldTape is a cartridge a dump holds: labeled for its job, or appended
+// to by it.
+type HeldTape struct {
+	Label, Cartridge string
 }
 
 // NewSource is the volume source of partition p of server: a
@@ -307,6 +329,18 @@ type dumpRun struct {
 	volumes int
 	bytes   int64
 	tapes   []string
+	held    []HeldTape // every cartridge labeled for the job or appended to
+}
+
+// hold records that the job holds a cartridge.
+func (d *dumpRun) hold(label, cartridge string) {
+	if slices.ContainsFunc(d.held, func(h HeldTape) bool { return h.Label == label }) {
+		return
+	}
+	d.held = append(d.held, HeldTape{Label: label, Cartridge: cartridge})
+	if d.r.Holding != nil {
+		d.r.Holding(d.job, slices.Clone(d.held))
+	}
 }
 
 func (d *dumpRun) result() DumpResult {
@@ -480,6 +514,7 @@ func (d *dumpRun) try(ctx context.Context, name string) (bool, error) {
 	}
 	keep = true
 	d.drive, d.label = drv, lab.Label
+	d.hold(lab.Label, name)
 	return true, nil
 }
 

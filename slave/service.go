@@ -32,7 +32,8 @@ type service struct {
 }
 
 func (v *service) Backup(ctx context.Context, req *api.BackupRequest) (*api.Queued, error) {
-	if err := v.s.obey(ctx); err != nil {
+	origin, err := v.s.obey(ctx)
+	if err != nil {
 		return nil, err
 	}
 	t := req.GetTarget()
@@ -40,7 +41,7 @@ func (v *service) Backup(ctx context.Context, req *api.BackupRequest) (*api.Queu
 		return nil, status.Error(codes.InvalidArgument, "a backup order needs a job and a target")
 	}
 	o := DumpOrder{Job: req.GetJob(), Scope: t.GetScope(), Server: t.GetServer(), Partition: t.GetPartition(), Volume: t.GetVolume(),
-		Level: req.GetLevel(), Since: map[string]time.Time{}}
+		Level: req.GetLevel(), Since: map[string]time.Time{}, Origin: origin}
 	for _, vs := range req.GetSince() {
 		o.Since[vs.GetServer()+"/"+vs.GetPartition()+"/"+vs.GetVolume()] = time.Unix(0, vs.GetSinceUnixNano()).UTC()
 	}
@@ -56,13 +57,14 @@ func (v *service) Backup(ctx context.Context, req *api.BackupRequest) (*api.Queu
 }
 
 func (v *service) Restore(ctx context.Context, req *api.SlaveRestoreRequest) (*api.Queued, error) {
-	if err := v.s.obey(ctx); err != nil {
+	origin, err := v.s.obey(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetJob() == "" || req.GetVolume() == "" || len(req.GetPlan()) == 0 || req.GetTo() == "" {
 		return nil, status.Error(codes.InvalidArgument, "a restore order needs a job, a volume, a target and a plan")
 	}
-	o := RestoreOrder{Job: req.GetJob(), Server: req.GetServer(), Partition: req.GetPartition(), Volume: req.GetVolume(), To: req.GetTo()}
+	o := RestoreOrder{Job: req.GetJob(), Server: req.GetServer(), Partition: req.GetPartition(), Volume: req.GetVolume(), To: req.GetTo(), Origin: origin}
 	for _, d := range req.GetPlan() {
 		rec := DumpRecord{Volume: d.GetVolume(), Server: d.GetServer(), Partition: d.GetPartition(), DumpDate: time.Unix(0, d.GetDumpDateUnixNano()).UTC(),
 			Tapes: d.GetTapes(), File: int(d.GetFile()), Bytes: d.GetBytes(), SHA256: d.GetSha256()}
@@ -83,7 +85,7 @@ func (v *service) Restore(ctx context.Context, req *api.SlaveRestoreRequest) (*a
 }
 
 func (v *service) Abort(ctx context.Context, req *api.SlaveAbortRequest) (*api.Queued, error) {
-	if err := v.s.obey(ctx); err != nil {
+	if _, err := v.s.obey(ctx); err != nil {
 		return nil, err
 	}
 	v.s.mu.Lock()
@@ -95,33 +97,46 @@ func (v *service) Abort(ctx context.Context, req *api.SlaveAbortRequest) (*api.Q
 	return &api.Queued{Already: !ok}, nil
 }
 
-// obey checks that a call comes from a master of the realm with the same
-// cluster configuration, and records its epoch before the slave acts on it.
-func (s *Slave) obey(ctx context.Context) error {
+// obey checks that a call comes from the master this slave registered
+// with (a master of the realm, with the same cluster configuration: only
+// one master gives a slave orders), and records its epoch before the slave
+// acts on it. It returns the master's journal ID.
+func (s *Slave) obey(ctx context.Context) (string, error) {
 	if _, err := cluster.Authorize(ctx, cluster.RoleMaster); err != nil {
-		return err
+		return "", err
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	s.mu.Lock()
-	ours := s.cfg.Cluster.Hash()
+	ours, regAddr, regJournal := s.cfg.Cluster.Hash(), s.regAddr, s.regJournal
 	s.mu.Unlock()
 	if h := md.Get(ClusterHashKey); len(h) == 0 || h[0] != ours {
-		return status.Errorf(codes.FailedPrecondition, "cluster configuration differs (caller %v, this slave %s)", h, ours)
+		return "", status.Errorf(codes.FailedPrecondition, "cluster configuration differs (caller %v, this slave %s)", h, ours)
+	}
+	var journalID string
+	if j := md.Get(JournalIDKey); len(j) > 0 {
+		journalID = j[0]
+	}
+	switch {
+	case regJournal == "":
+		return "", status.Error(codes.Unavailable, "this slave has not registered with its master yet; try again")
+	case journalID != regJournal:
+		return "", status.Errorf(codes.FailedPrecondition, "this slave takes orders from the master at %s (journal %s), not from journal %q", regAddr, regJournal, journalID)
 	}
 	var epoch uint64
 	if e := md.Get(EpochKey); len(e) > 0 {
 		epoch, _ = strconv.ParseUint(e[0], 10, 64)
 	}
-	if err := s.agent.acceptEpoch(epoch); err != nil {
-		return status.Error(codes.FailedPrecondition, err.Error())
+	if err := s.agent.acceptEpoch(journalID, epoch); err != nil {
+		return "", status.Error(codes.FailedPrecondition, err.Error())
 	}
-	return nil
+	return journalID, nil
 }
 
 // start runs an accepted dump order on a free drive.
 func (s *Slave) start(o DumpOrder) {
+	s.pruneHeld(s.agent.jobs())
 	s.startJob(o.Job, "dump", func(ctx context.Context, drive int) (int, int64, error) {
-		res, err := (&Runner{Library: s.library, Drive: drive, Config: s.config(), Master: &masterCalls{s: s}, Logger: s.log}).Dump(ctx, o)
+		res, err := (&Runner{Library: s.library, Drive: drive, Config: s.config(), Master: &masterCalls{s: s}, Logger: s.log, Holding: s.holding}).Dump(ctx, o)
 		return res.Volumes, res.Bytes, err
 	})
 }
@@ -161,6 +176,13 @@ func (s *Slave) startJob(job, direction string, run func(ctx context.Context, dr
 	}()
 }
 
+// holding keeps what a running dump holds, for registrations.
+func (s *Slave) holding(job string, tapes []HeldTape) {
+	s.mu.Lock()
+	s.held[job] = tapes
+	s.mu.Unlock()
+}
+
 func (s *Slave) config() *Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -185,8 +207,19 @@ func (s *Slave) masterConn() (*grpc.ClientConn, *Config, error) {
 	return conn, s.cfg, nil
 }
 
-// call runs f against the current master with the cluster hash attached.
+// errNotRegistered: the slave has not yet registered with the master its
+// config names; reports and tape calls wait (are retried) until it has.
+var errNotRegistered = errors.New("slave: not registered with the current master yet")
+
+// call runs f against the current master with the cluster hash attached,
+// once the slave is registered there.
 func (s *Slave) call(ctx context.Context, f func(context.Context, api.MasterServiceClient, *Config) error) error {
+	s.mu.Lock()
+	registered := s.regAddr != "" && s.regAddr == s.cfg.Cluster.Master
+	s.mu.Unlock()
+	if !registered {
+		return errNotRegistered
+	}
 	conn, cfg, err := s.masterConn()
 	if err != nil {
 		return err
@@ -204,14 +237,8 @@ func (s *Slave) deliver(ctx context.Context, rp *report) error {
 		var err error
 		switch rp.Kind {
 		case "checkpoint":
-			d := rp.Dump
-			var incr int64
-			if !d.IncrementDate.IsZero() {
-				incr = d.IncrementDate.UnixNano()
-			}
 			_, err = c.DumpCheckpoint(ctx, &api.DumpCheckpointRequest{Slave: name, Seq: rp.Seq, Job: rp.Job, Volumes: int64(rp.Volumes), Bytes: rp.Bytes,
-				Dump: &api.DumpRecord{Volume: d.Volume, Server: d.Server, Partition: d.Partition, DumpDateUnixNano: d.DumpDate.UnixNano(),
-					IncrementDateUnixNano: incr, Tapes: d.Tapes, File: uint32(d.File), Bytes: d.Bytes, Sha256: d.SHA256, Job: rp.Job}})
+				Dump: rp.Dump.proto(rp.Job)})
 		case "status":
 			_, err = c.JobStatus(ctx, &api.JobStatusRequest{Slave: name, Seq: rp.Seq, Job: rp.Job, Volumes: int64(rp.Volumes), Bytes: rp.Bytes, Note: rp.Note})
 		case "done":

@@ -76,21 +76,11 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 		out.Records = append(out.Records, e.Master)
 
 	case JobQueued:
-		j := e.Job
-		j.QueuedIndex = index
-		if seq := s.jobSeq(j.ID); seq >= s.NextJob {
+		if seq := s.jobSeq(e.Job.ID); seq >= s.NextJob {
 			s.NextJob = seq + 1
 		}
-		if old, ok := s.Jobs[j.ID]; ok { // a repeated ID replaces the job
-			s.active[old.State]--
-		}
-		s.Queued++
-		st := j.State
-		j.State = 0
-		s.Jobs[j.ID] = &j
-		s.setState(&j, st)
 		s.schedulable = true
-		out.Records = append(out.Records, j)
+		out.Records = append(out.Records, *s.addJob(e.Job, index))
 
 	case JobAbortRequested:
 		j, ok := s.Jobs[e.ID]
@@ -197,6 +187,10 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 		}
 		if d.IncrementDate == 0 && d.DumpDate > v.LastFull {
 			v.LastFull = d.DumpDate
+			v.LastFullBytes = d.Bytes
+		}
+		if d.IncrementDate != 0 && d.DumpDate >= v.LastDump {
+			v.LastIncrBytes = d.Bytes
 		}
 		v.Dumps++
 		for _, label := range d.Tapes {
@@ -208,9 +202,32 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 		}
 		out.Records = append(out.Records, DumpRecord{Dump: d, Index: index}, *v)
 
+	case JobAdopted:
+		j := s.addJob(e.Job, index)
+		out.Records = append(out.Records, *j)
+		for _, h := range e.Tapes {
+			t := &Tape{Label: h.Label, Name: h.Name, State: TapeReserved, Job: j.ID, Slave: j.Slave, Files: h.Files, UpdatedAt: j.UpdatedAt}
+			s.Tapes[h.Label] = t
+			out.Records = append(out.Records, *t)
+		}
+
 	default:
 		panic(fmt.Sprintf("statemachine: apply: unknown event %T", ev))
 	}
+}
+
+// addJob adds a job queued or adopted by the record at index.
+func (s *State) addJob(j Job, index uint64) *Job {
+	j.QueuedIndex = index
+	if old, ok := s.Jobs[j.ID]; ok { // a repeated ID replaces the job
+		s.active[old.State]--
+	}
+	s.Queued++
+	st := j.State
+	j.State = 0
+	s.Jobs[j.ID] = &j
+	s.setState(&j, st)
+	return &j
 }
 
 // sawSeq records the highest report sequence number applied for a slave.

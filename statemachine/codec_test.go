@@ -25,6 +25,9 @@ func allEvents() []Event {
 		TapeStateChanged{Label: "abs-1", State: TapeValid, At: 15},
 		DumpRecorded{Dump: Dump{Volume: "user.alice", Server: "fs1", Partition: "vicepa", DumpDate: 16, IncrementDate: 17,
 			Tapes: []string{"abs-1", "abs-2"}, File: 3, Bytes: 18, SHA256: "ff", Job: "abcde-1"}, Slave: "tape1", Seq: 19, At: 20},
+		JobAdopted{Job: Job{ID: "fghij-2", Kind: KindRestore, Target: tgt, State: StateRunning, By: "adopted", Slave: "tape1", QueuedAt: 21,
+			UpdatedAt: 22, Volumes: 1, Bytes: 23, Restore: &RestoreSpec{To: "/r", AsOf: 24, Slave: "tape1", Plan: []Dump{{Volume: "user.alice", Tapes: []string{"abs-1"}}}},
+			Origin: "athena-crippled-x"}, Tapes: []HeldTape{{Label: "abs-3", Name: "A00003", Files: 2}}},
 	}
 }
 

@@ -3,6 +3,7 @@ package statemachine
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -43,9 +44,35 @@ type AbortJob struct {
 	By string
 }
 
-// RegisterSlave records a slave's registration.
+// RegisterSlave records a slave's registration. Jobs are the jobs the slave
+// has in progress or still owes reports for: those another master queued
+// are adopted (JobAdopted), so that a slave moved to this master mid-job
+// finishes the job here.
 type RegisterSlave struct {
 	Slave Slave
+	Jobs  []SlaveJob
+}
+
+// SlaveJob is a job as the slave running it describes it: enough for a
+// master that did not queue it to adopt it.
+type SlaveJob struct {
+	ID      JobID
+	Kind    JobKind
+	Target  Target
+	Level   Level
+	Restore *RestoreSpec // for a restore: where to and the plan
+	Origin  string       // the journal ID of the master that ordered it ("" if unknown)
+	Tapes   []HeldTape   // the tapes the job holds (dump jobs)
+	Volumes int
+	Bytes   int64
+}
+
+// HeldTape is a tape a running dump job holds: labeled for it, and written
+// with Files dump files so far.
+type HeldTape struct {
+	Label string `msgpack:"l"`
+	Name  string `msgpack:"n,omitempty"`
+	Files int    `msgpack:"f,omitempty"`
 }
 
 // Report is a slave's report on a job: progress, a volume written, or the
@@ -97,23 +124,7 @@ func Decide(s *State, cmd Command, now time.Time) ([]Event, error) {
 		return decideAbort(s, c, at)
 
 	case RegisterSlave:
-		sl := c.Slave
-		if err := validName("slave", sl.Name); err != nil {
-			return nil, err
-		}
-		if sl.Addr == "" {
-			return nil, refuse(InvalidArgument, "slave %s registered without an address", sl.Name)
-		}
-		for _, t := range sl.Reaches {
-			if err := validTarget(t); err != nil {
-				return nil, refuse(InvalidArgument, "slave %s reaches a bad target: %v", sl.Name, err)
-			}
-		}
-		if old, ok := s.Slaves[sl.Name]; ok && sameRegistration(*old, sl) {
-			return nil, nil // a repeated registration changes nothing
-		}
-		sl.RegisteredAt = at
-		return []Event{SlaveRegistered{Slave: sl}}, nil
+		return decideRegister(s, c, at)
 
 	case Schedule:
 		return decideSchedule(s, at), nil
@@ -392,6 +403,95 @@ func decideReport(s *State, c Report, at int64) ([]Event, error) {
 		return nil, refuse(InvalidArgument, "a job cannot end in state %s", c.End)
 	}
 	return evs, nil
+}
+
+func decideRegister(s *State, c RegisterSlave, at int64) ([]Event, error) {
+	sl := c.Slave
+	if err := validName("slave", sl.Name); err != nil {
+		return nil, err
+	}
+	if sl.Addr == "" {
+		return nil, refuse(InvalidArgument, "slave %s registered without an address", sl.Name)
+	}
+	for _, t := range sl.Reaches {
+		if err := validTarget(t); err != nil {
+			return nil, refuse(InvalidArgument, "slave %s reaches a bad target: %v", sl.Name, err)
+		}
+	}
+	var evs []Event
+	if old, ok := s.Slaves[sl.Name]; !ok || !sameRegistration(*old, sl) {
+		sl.RegisteredAt = at
+		evs = append(evs, SlaveRegistered{Slave: sl})
+	}
+	seen := map[JobID]bool{}
+	for _, sj := range c.Jobs {
+		if seen[sj.ID] {
+			return nil, refuse(InvalidArgument, "slave %s lists job %s twice", sl.Name, sj.ID)
+		}
+		seen[sj.ID] = true
+		ev, err := adoption(s, sl.Name, sj, at)
+		if err != nil {
+			return nil, err
+		}
+		if ev != nil {
+			evs = append(evs, *ev)
+		}
+	}
+	return evs, nil
+}
+
+// adoption decides whether a job a registering slave lists is adopted: only
+// a job this master does not know and did not queue itself. A job it knows
+// goes on as it is (or, ended here, its late reports are acknowledged and
+// change nothing); an ID of this journal it does not know is not invented.
+func adoption(s *State, slave string, sj SlaveJob, at int64) (*JobAdopted, error) {
+	bad := func(format string, args ...any) error {
+		return refuse(InvalidArgument, "slave %s lists job %s: %s", slave, sj.ID, fmt.Sprintf(format, args...))
+	}
+	if sj.ID == "" || len(sj.ID) > 64 {
+		return nil, refuse(InvalidArgument, "slave %s lists a job with an empty or overlong ID", slave)
+	}
+	if _, ok := s.Job(sj.ID); ok {
+		return nil, nil
+	}
+	if strings.HasPrefix(string(sj.ID), s.Prefix+"-") {
+		return nil, nil // this journal's, long ended (or not an ID it makes)
+	}
+	if err := validTarget(sj.Target); err != nil {
+		return nil, bad("%v", err)
+	}
+	j := Job{ID: sj.ID, Kind: sj.Kind, Target: sj.Target, Level: sj.Level, State: StateRunning, Slave: slave,
+		By: "adopted from slave " + slave, QueuedAt: at, UpdatedAt: at, Volumes: sj.Volumes, Bytes: sj.Bytes, Origin: sj.Origin}
+	switch sj.Kind {
+	case KindDump:
+		if sj.Restore != nil {
+			return nil, bad("a dump with a restore plan")
+		}
+		switch sj.Level {
+		case LevelAuto, LevelFull, LevelIncremental:
+		default:
+			return nil, bad("unknown dump level %d", sj.Level)
+		}
+	case KindRestore:
+		if sj.Restore == nil || sj.Target.Scope != ScopeVolume || len(sj.Tapes) != 0 {
+			return nil, bad("a restore names one volume, a plan, and holds no tape")
+		}
+		r := *sj.Restore
+		j.Restore = &r
+	default:
+		return nil, bad("unknown job kind %d", sj.Kind)
+	}
+	var tapes []HeldTape
+	for _, t := range sj.Tapes {
+		if t.Label == "" || t.Files < 0 {
+			return nil, bad("a held tape without a label")
+		}
+		if _, known := s.Tapes[t.Label]; known {
+			continue // this master's view of its own tapes stands
+		}
+		tapes = append(tapes, t)
+	}
+	return &JobAdopted{Job: j, Tapes: tapes}, nil
 }
 
 // sameRegistration reports whether registering sl again would change

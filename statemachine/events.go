@@ -23,6 +23,7 @@ const (
 	EvTapeLabeled       EventType = 8
 	EvTapeStateChanged  EventType = 9
 	EvDumpRecorded      EventType = 10
+	EvJobAdopted        EventType = 11
 )
 
 // Event is a fact the master decided and journaled.
@@ -110,6 +111,17 @@ type DumpRecorded struct {
 	At    int64  `msgpack:"at"`
 }
 
+// JobAdopted takes over a job that another master queued and a slave reports
+// in progress (the slave was moved to this master, or this master was
+// started in its place). The job arrives running on that slave; the tapes it
+// holds are reserved by it here as they were there, with the dump files
+// already on them, so its later checkpoints and its end are decided as if
+// this master had dispatched it.
+type JobAdopted struct {
+	Job   Job        `msgpack:"j"`
+	Tapes []HeldTape `msgpack:"t,omitempty"`
+}
+
 func (MasterStarted) Type() EventType     { return EvMasterStarted }
 func (JobQueued) Type() EventType         { return EvJobQueued }
 func (JobAbortRequested) Type() EventType { return EvJobAbortRequested }
@@ -120,6 +132,7 @@ func (SlaveRegistered) Type() EventType   { return EvSlaveRegistered }
 func (TapeLabeled) Type() EventType       { return EvTapeLabeled }
 func (TapeStateChanged) Type() EventType  { return EvTapeStateChanged }
 func (DumpRecorded) Type() EventType      { return EvDumpRecorded }
+func (JobAdopted) Type() EventType        { return EvJobAdopted }
 
 // newEvent returns a pointer to a zero event of type t, for decoding.
 func newEvent(t EventType) (Event, bool) {
@@ -144,6 +157,8 @@ func newEvent(t EventType) (Event, bool) {
 		return &TapeStateChanged{}, true
 	case EvDumpRecorded:
 		return &DumpRecorded{}, true
+	case EvJobAdopted:
+		return &JobAdopted{}, true
 	}
 	return nil, false
 }
@@ -171,6 +186,8 @@ func deref(e Event) Event {
 	case *TapeStateChanged:
 		return *v
 	case *DumpRecorded:
+		return *v
+	case *JobAdopted:
 		return *v
 	}
 	return e

@@ -24,7 +24,16 @@ func commandsFrom(data []byte) []Command {
 		case 1:
 			cmds = append(cmds, AbortJob{ID: id, By: "fuzz"})
 		case 2:
-			cmds = append(cmds, RegisterSlave{Slave: Slave{Name: slaves[int(a)%3], Addr: "127.0.0.1:1", Reaches: []Target{{Scope: ScopeServer, Server: n(b)}, {Scope: ScopePartition, Server: n(c), Partition: n(a)}}}})
+			reg := RegisterSlave{Slave: Slave{Name: slaves[int(a)%3], Addr: "127.0.0.1:1", Reaches: []Target{{Scope: ScopeServer, Server: n(b)}, {Scope: ScopePartition, Server: n(c), Partition: n(a)}}}}
+			if c%2 == 1 { // with a job another master queued, or one of ours
+				foreign := JobID(fmt.Sprintf("zzzzz-%d", int(b)%12))
+				if c%4 == 3 {
+					foreign = id
+				}
+				reg.Jobs = append(reg.Jobs, SlaveJob{ID: foreign, Kind: KindDump, Target: Target{Scope: ScopeServer, Server: n(a)}, Origin: "other",
+					Tapes: []HeldTape{{Label: fmt.Sprintf("athena-zzzzz-%06d", int(c)%5), Files: int(a % 2)}}})
+			}
+			cmds = append(cmds, reg)
 		case 3:
 			cmds = append(cmds, Schedule{})
 		case 4:

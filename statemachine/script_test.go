@@ -89,6 +89,11 @@ func runScript(t *testing.T, path string) []byte {
 			v, why := s.ValidateTape(JobID(args["id"]), args["label"])
 			fmt.Fprintf(&out, "  verdict %s (writable %v): %s\n", v, v.Writable(), why)
 			continue
+		case "estimate":
+			j, ok := s.Job(JobID(args["id"]))
+			vols, bytes := s.Estimate(j)
+			fmt.Fprintf(&out, "  estimate (job known %v): %d volumes, %d bytes\n", ok, vols, bytes)
+			continue
 		case "pending":
 			for _, e := range Pending(s) {
 				fmt.Fprintf(&out, "  pending %s\n", fmtEffect(e))
@@ -204,20 +209,31 @@ func scriptCommand(verb string, a map[string]string) (Command, error) {
 		sl := Slave{Name: a["name"], Addr: a["addr"], Drives: int(num("drives")), LastSeq: num("seq")}
 		if r := a["reaches"]; r != "" {
 			for _, part := range strings.Split(r, ",") {
-				p := strings.Split(part, "/")
-				t := Target{Scope: Scope(len(p)), Server: p[0]}
-				switch len(p) {
-				case 1:
-					t.Scope = ScopeServer
-				case 2:
-					t.Scope, t.Partition = ScopePartition, p[1]
-				case 3:
-					t.Scope, t.Partition, t.Volume = ScopeVolume, p[1], p[2]
-				}
-				sl.Reaches = append(sl.Reaches, t)
+				sl.Reaches = append(sl.Reaches, scriptTarget(part))
 			}
 		}
-		return RegisterSlave{Slave: sl}, nil
+		c := RegisterSlave{Slave: sl}
+		if id := a["job"]; id != "" { // one job the slave has in progress
+			sj := SlaveJob{ID: JobID(id), Kind: KindDump, Target: scriptTarget(a["target"]), Origin: a["origin"],
+				Volumes: int(num("volumes")), Bytes: int64(num("bytes"))}
+			if a["kind"] == "restore" {
+				sj.Kind = KindRestore
+				sj.Restore = &RestoreSpec{To: "/restore", Plan: []Dump{{Volume: sj.Target.Volume, Server: sj.Target.Server, Partition: sj.Target.Partition, DumpDate: 1, Tapes: []string{"L1"}}}}
+			}
+			if a["kind"] == "bogus" {
+				sj.Kind = 9
+			}
+			sj.Level, _ = ParseLevel(a["level"])
+			if t := a["tapes"]; t != "" { // LABEL:FILES,…
+				for _, part := range strings.Split(t, ",") {
+					label, files, _ := strings.Cut(part, ":")
+					n, _ := strconv.Atoi(files)
+					sj.Tapes = append(sj.Tapes, HeldTape{Label: label, Files: n})
+				}
+			}
+			c.Jobs = append(c.Jobs, sj)
+		}
+		return c, nil
 	case "schedule":
 		return Schedule{}, nil
 	case "genlabel":
@@ -250,6 +266,19 @@ func scriptCommand(verb string, a map[string]string) (Command, error) {
 		return r, nil
 	}
 	return nil, fmt.Errorf("unknown script verb %q", verb)
+}
+
+// scriptTarget reads server, server/partition or server/partition/volume.
+func scriptTarget(s string) Target {
+	p := strings.Split(s, "/")
+	t := Target{Scope: ScopeServer, Server: p[0]}
+	switch len(p) {
+	case 2:
+		t.Scope, t.Partition = ScopePartition, p[1]
+	case 3:
+		t.Scope, t.Partition, t.Volume = ScopeVolume, p[1], p[2]
+	}
+	return t
 }
 
 func fmtValue(v any) string {

@@ -248,3 +248,29 @@ func RestoreSnapshot(b []byte) (*State, error) {
 	}
 	return s, nil
 }
+
+// Estimate is what a job will have done when it ends, for the time left of
+// a running one: a restore's from its plan (exact); a dump's from the
+// previous dumps of the volumes under its target (the last full dump's size
+// for a full dump or a volume without one, else the last incremental's).
+// Zero means unknown.
+func (s *State) Estimate(j Job) (volumes int, bytes int64) {
+	if j.Restore != nil {
+		for _, d := range j.Restore.Plan {
+			bytes += d.Bytes
+		}
+		return 1, bytes
+	}
+	for _, v := range s.Volumes {
+		if !j.Target.Covers(v.Server, v.Partition, v.Name) {
+			continue
+		}
+		volumes++
+		if j.Level == LevelFull || v.LastFull == 0 {
+			bytes += v.LastFullBytes
+		} else {
+			bytes += v.LastIncrBytes
+		}
+	}
+	return volumes, bytes
+}

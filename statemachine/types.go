@@ -131,6 +131,12 @@ func (t Target) String() string {
 	}
 }
 
+// Covers reports whether the volume server/partition/volume is under t.
+func (t Target) Covers(server, partition, volume string) bool {
+	return (t.Server == "" || server == t.Server) && (t.Partition == "" || partition == t.Partition) &&
+		(t.Scope != ScopeVolume || volume == t.Volume)
+}
+
 // Level is the kind of dump a job makes.
 type Level uint8
 
@@ -193,6 +199,9 @@ type Job struct {
 	Volumes        int          `msgpack:"nv,omitempty"`
 	Bytes          int64        `msgpack:"nb,omitempty"`
 	Restore        *RestoreSpec `msgpack:"rs,omitempty"` // for a restore job
+	// Origin is the journal ID of the master that queued the job, when this
+	// master adopted it from a slave (JobAdopted); empty for its own jobs.
+	Origin string `msgpack:"or,omitempty"`
 }
 
 // RestoreSpec is what a restore job restores, and where.
@@ -279,6 +288,10 @@ type Volume struct {
 	Dumps        int    `msgpack:"n,omitempty"`
 	LastDumpJob  JobID  `msgpack:"lj,omitempty"`
 	LastDumpTape string `msgpack:"lt,omitempty"`
+	// The sizes of the latest full and incremental dumps: estimates of the
+	// next ones (the time left of a running job).
+	LastFullBytes int64 `msgpack:"lfb,omitempty"`
+	LastIncrBytes int64 `msgpack:"lib,omitempty"`
 }
 
 // Master describes the current master incarnation.

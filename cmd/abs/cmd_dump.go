@@ -100,8 +100,28 @@ func queueDump(ctx context.Context, g *Globals, t *api.Target, f dumpFlags) erro
 	})
 }
 
+// progressLine says how far a running job is: volumes and bytes (of the
+// expected, when the master can estimate them), rate, elapsed time and,
+// with an estimate, the time left.
+func progressLine(job *api.Job, elapsed time.Duration) string {
+	rate := float64(job.Bytes) / max(elapsed.Seconds(), 0.001)
+	vols := fmt.Sprintf("%d volumes", job.Volumes)
+	if job.ExpectedVolumes > 0 {
+		vols = fmt.Sprintf("%d/%d volumes", job.Volumes, job.ExpectedVolumes)
+	}
+	bytes := humanBytes(job.Bytes)
+	left := ""
+	if job.ExpectedBytes > 0 {
+		bytes += " of ~" + humanBytes(job.ExpectedBytes)
+		if rest := job.ExpectedBytes - job.Bytes; rest > 0 && rate > 0 {
+			left = fmt.Sprintf(", ~%s left", time.Duration(float64(rest)/rate*float64(time.Second)).Round(time.Second))
+		}
+	}
+	return fmt.Sprintf("%s, %s, %s/s, %s elapsed%s", vols, bytes, humanBytes(int64(rate)), elapsed.Round(time.Second), left)
+}
+
 // follow polls a job until it ends, printing each change of state and, on
-// a terminal, a progress line (volumes, bytes, rate, elapsed). It polls fast
+// a terminal, a progress line (volumes, bytes, rate, elapsed, time left). It polls fast
 // at first, so a short job's end is seen at once, then every half second.
 // Ctrl-C stops following; the job goes on.
 func follow(ctx context.Context, c *operatorClient, job *api.Job) error {
@@ -123,9 +143,7 @@ func follow(ctx context.Context, c *operatorClient, job *api.Job) error {
 			last = line
 		}
 		if tty && job.State == "running" {
-			elapsed := time.Since(start)
-			rate := float64(job.Bytes) / max(elapsed.Seconds(), 0.001)
-			fmt.Fprintf(os.Stderr, "\r  %d volumes, %s, %s/s, %s elapsed   ", job.Volumes, humanBytes(job.Bytes), humanBytes(int64(rate)), elapsed.Round(time.Second))
+			fmt.Fprintf(os.Stderr, "\r  %s   ", progressLine(job, time.Since(start)))
 			progress = true
 		}
 		switch job.State {

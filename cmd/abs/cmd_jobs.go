@@ -190,6 +190,7 @@ type jobJSON struct {
 	QueuedIndex    uint64 `json:"queued_index"`
 	Volumes        int64  `json:"volumes"`
 	Bytes          int64  `json:"bytes"`
+	Origin         string `json:"origin,omitempty"` // adopted: the journal ID of the master that queued it
 }
 
 func jobJSONOf(j *api.Job) jobJSON {
@@ -197,7 +198,7 @@ func jobJSONOf(j *api.Job) jobJSON {
 		ID: j.Id, State: j.State, Kind: j.Kind, Scope: j.Target.GetScope(), Server: j.Target.GetServer(),
 		Partition: j.Target.GetPartition(), Volume: j.Target.GetVolume(), Level: j.Level, By: j.By, Slave: j.Slave,
 		Note: j.Why, AbortRequested: j.AbortRequested, QueuedAt: stamp(j.QueuedAtUnixNano), UpdatedAt: stamp(j.UpdatedAtUnixNano),
-		EndedAt: stamp(j.EndedAtUnixNano), QueuedIndex: j.QueuedIndex, Volumes: j.Volumes, Bytes: j.Bytes,
+		EndedAt: stamp(j.EndedAtUnixNano), QueuedIndex: j.QueuedIndex, Volumes: j.Volumes, Bytes: j.Bytes, Origin: j.Origin,
 	}
 }
 

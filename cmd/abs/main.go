@@ -29,6 +29,7 @@ type CLI struct {
 	Volumes volumesCmd `cmd:"" help:"List the volumes dumped, with their latest dumps."`
 	Tapes   tapesCmd   `cmd:"" help:"List the tapes the master labeled."`
 	Report  reportCmd  `cmd:"" help:"The volume report: one tab-separated line per dump."`
+	Shell   shellCmd   `cmd:"" help:"An interactive shell for the operator commands: completion, history, prompts."`
 	Certs   certsCmd   `cmd:"" help:"Make a realm CA and node or operator certificates."`
 	Tape    tapeCmd    `cmd:"" help:"Make, list and extract cartridges of a file-backed tape library (no daemon needed)."`
 	Journal journalCmd `cmd:"" help:"Check or rebuild a master's data offline."`

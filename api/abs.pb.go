@@ -912,13 +912,17 @@ func (x *Job) GetExpectedBytes() int64 {
 }
 
 type RestoreRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Server        string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"` // may be empty when the volume name is unique
-	Partition     string                 `protobuf:"bytes,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	Volume        string                 `protobuf:"bytes,3,opt,name=volume,proto3" json:"volume,omitempty"`
-	To            string                 `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`                                              // absolute directory on the slave
-	AsOfUnixNano  int64                  `protobuf:"varint,5,opt,name=as_of_unix_nano,json=asOfUnixNano,proto3" json:"as_of_unix_nano,omitempty"` // 0: the latest dumps
-	Slave         string                 `protobuf:"bytes,6,opt,name=slave,proto3" json:"slave,omitempty"`                                        // optional
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Server       string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"` // may be empty when the volume name is unique
+	Partition    string                 `protobuf:"bytes,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Volume       string                 `protobuf:"bytes,3,opt,name=volume,proto3" json:"volume,omitempty"`
+	To           string                 `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`                                              // absolute directory on the slave
+	AsOfUnixNano int64                  `protobuf:"varint,5,opt,name=as_of_unix_nano,json=asOfUnixNano,proto3" json:"as_of_unix_nano,omitempty"` // 0: the latest dumps
+	Slave        string                 `protobuf:"bytes,6,opt,name=slave,proto3" json:"slave,omitempty"`                                        // optional
+	// The dumps to apply, in order, named by tape and file (as found in the
+	// volume report or a crippled master's dump log) instead of planned from
+	// the catalog; needs server and partition.
+	Dumps         []*DumpRef `protobuf:"bytes,7,rep,name=dumps,proto3" json:"dumps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -995,6 +999,65 @@ func (x *RestoreRequest) GetSlave() string {
 	return ""
 }
 
+func (x *RestoreRequest) GetDumps() []*DumpRef {
+	if x != nil {
+		return x.Dumps
+	}
+	return nil
+}
+
+type DumpRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tapes         []string               `protobuf:"bytes,1,rep,name=tapes,proto3" json:"tapes,omitempty"` // labels, in part order
+	File          uint32                 `protobuf:"varint,2,opt,name=file,proto3" json:"file,omitempty"`  // tape file number on the first tape
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DumpRef) Reset() {
+	*x = DumpRef{}
+	mi := &file_api_abs_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DumpRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DumpRef) ProtoMessage() {}
+
+func (x *DumpRef) ProtoReflect() protoreflect.Message {
+	mi := &file_api_abs_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DumpRef.ProtoReflect.Descriptor instead.
+func (*DumpRef) Descriptor() ([]byte, []int) {
+	return file_api_abs_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DumpRef) GetTapes() []string {
+	if x != nil {
+		return x.Tapes
+	}
+	return nil
+}
+
+func (x *DumpRef) GetFile() uint32 {
+	if x != nil {
+		return x.File
+	}
+	return 0
+}
+
 type ListJobsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	All   bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
@@ -1009,7 +1072,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_api_abs_proto_msgTypes[14]
+	mi := &file_api_abs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1084,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[14]
+	mi := &file_api_abs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1097,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{14}
+	return file_api_abs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListJobsRequest) GetAll() bool {
@@ -1069,7 +1132,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_api_abs_proto_msgTypes[15]
+	mi := &file_api_abs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1144,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[15]
+	mi := &file_api_abs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1157,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{15}
+	return file_api_abs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1120,7 +1183,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_api_abs_proto_msgTypes[16]
+	mi := &file_api_abs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1195,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[16]
+	mi := &file_api_abs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1208,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{16}
+	return file_api_abs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1164,7 +1227,7 @@ type AbortRequest struct {
 
 func (x *AbortRequest) Reset() {
 	*x = AbortRequest{}
-	mi := &file_api_abs_proto_msgTypes[17]
+	mi := &file_api_abs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1239,7 @@ func (x *AbortRequest) String() string {
 func (*AbortRequest) ProtoMessage() {}
 
 func (x *AbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[17]
+	mi := &file_api_abs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1252,7 @@ func (x *AbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRequest.ProtoReflect.Descriptor instead.
 func (*AbortRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{17}
+	return file_api_abs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AbortRequest) GetId() string {
@@ -1207,7 +1270,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_api_abs_proto_msgTypes[18]
+	mi := &file_api_abs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1282,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[18]
+	mi := &file_api_abs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1295,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{18}
+	return file_api_abs_proto_rawDescGZIP(), []int{19}
 }
 
 type StatusResponse struct {
@@ -1260,7 +1323,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_api_abs_proto_msgTypes[19]
+	mi := &file_api_abs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1335,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[19]
+	mi := &file_api_abs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1348,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{19}
+	return file_api_abs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusResponse) GetRealm() string {
@@ -1419,7 +1482,7 @@ type ValidateTapeRequest struct {
 
 func (x *ValidateTapeRequest) Reset() {
 	*x = ValidateTapeRequest{}
-	mi := &file_api_abs_proto_msgTypes[20]
+	mi := &file_api_abs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1494,7 @@ func (x *ValidateTapeRequest) String() string {
 func (*ValidateTapeRequest) ProtoMessage() {}
 
 func (x *ValidateTapeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[20]
+	mi := &file_api_abs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1507,7 @@ func (x *ValidateTapeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTapeRequest.ProtoReflect.Descriptor instead.
 func (*ValidateTapeRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{20}
+	return file_api_abs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ValidateTapeRequest) GetSlave() string {
@@ -1486,7 +1549,7 @@ type ValidateTapeResponse struct {
 
 func (x *ValidateTapeResponse) Reset() {
 	*x = ValidateTapeResponse{}
-	mi := &file_api_abs_proto_msgTypes[21]
+	mi := &file_api_abs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1561,7 @@ func (x *ValidateTapeResponse) String() string {
 func (*ValidateTapeResponse) ProtoMessage() {}
 
 func (x *ValidateTapeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[21]
+	mi := &file_api_abs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1574,7 @@ func (x *ValidateTapeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTapeResponse.ProtoReflect.Descriptor instead.
 func (*ValidateTapeResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{21}
+	return file_api_abs_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ValidateTapeResponse) GetVerdict() string {
@@ -1546,7 +1609,7 @@ type GenLabelRequest struct {
 
 func (x *GenLabelRequest) Reset() {
 	*x = GenLabelRequest{}
-	mi := &file_api_abs_proto_msgTypes[22]
+	mi := &file_api_abs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1621,7 @@ func (x *GenLabelRequest) String() string {
 func (*GenLabelRequest) ProtoMessage() {}
 
 func (x *GenLabelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[22]
+	mi := &file_api_abs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1634,7 @@ func (x *GenLabelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenLabelRequest.ProtoReflect.Descriptor instead.
 func (*GenLabelRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{22}
+	return file_api_abs_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GenLabelRequest) GetSlave() string {
@@ -1606,7 +1669,7 @@ type GenLabelResponse struct {
 
 func (x *GenLabelResponse) Reset() {
 	*x = GenLabelResponse{}
-	mi := &file_api_abs_proto_msgTypes[23]
+	mi := &file_api_abs_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1681,7 @@ func (x *GenLabelResponse) String() string {
 func (*GenLabelResponse) ProtoMessage() {}
 
 func (x *GenLabelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[23]
+	mi := &file_api_abs_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1694,7 @@ func (x *GenLabelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenLabelResponse.ProtoReflect.Descriptor instead.
 func (*GenLabelResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{23}
+	return file_api_abs_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GenLabelResponse) GetLabel() string {
@@ -1666,7 +1729,7 @@ type ValidateLabelRequest struct {
 
 func (x *ValidateLabelRequest) Reset() {
 	*x = ValidateLabelRequest{}
-	mi := &file_api_abs_proto_msgTypes[24]
+	mi := &file_api_abs_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1741,7 @@ func (x *ValidateLabelRequest) String() string {
 func (*ValidateLabelRequest) ProtoMessage() {}
 
 func (x *ValidateLabelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[24]
+	mi := &file_api_abs_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1754,7 @@ func (x *ValidateLabelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateLabelRequest.ProtoReflect.Descriptor instead.
 func (*ValidateLabelRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{24}
+	return file_api_abs_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ValidateLabelRequest) GetSlave() string {
@@ -1723,7 +1786,7 @@ type ValidateLabelResponse struct {
 
 func (x *ValidateLabelResponse) Reset() {
 	*x = ValidateLabelResponse{}
-	mi := &file_api_abs_proto_msgTypes[25]
+	mi := &file_api_abs_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1798,7 @@ func (x *ValidateLabelResponse) String() string {
 func (*ValidateLabelResponse) ProtoMessage() {}
 
 func (x *ValidateLabelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[25]
+	mi := &file_api_abs_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1811,7 @@ func (x *ValidateLabelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateLabelResponse.ProtoReflect.Descriptor instead.
 func (*ValidateLabelResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{25}
+	return file_api_abs_proto_rawDescGZIP(), []int{26}
 }
 
 // DumpRecord is one volume written to tape.
@@ -1770,7 +1833,7 @@ type DumpRecord struct {
 
 func (x *DumpRecord) Reset() {
 	*x = DumpRecord{}
-	mi := &file_api_abs_proto_msgTypes[26]
+	mi := &file_api_abs_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +1845,7 @@ func (x *DumpRecord) String() string {
 func (*DumpRecord) ProtoMessage() {}
 
 func (x *DumpRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[26]
+	mi := &file_api_abs_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +1858,7 @@ func (x *DumpRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpRecord.ProtoReflect.Descriptor instead.
 func (*DumpRecord) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{26}
+	return file_api_abs_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DumpRecord) GetVolume() string {
@@ -1882,7 +1945,7 @@ type DumpCheckpointRequest struct {
 
 func (x *DumpCheckpointRequest) Reset() {
 	*x = DumpCheckpointRequest{}
-	mi := &file_api_abs_proto_msgTypes[27]
+	mi := &file_api_abs_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +1957,7 @@ func (x *DumpCheckpointRequest) String() string {
 func (*DumpCheckpointRequest) ProtoMessage() {}
 
 func (x *DumpCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[27]
+	mi := &file_api_abs_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +1970,7 @@ func (x *DumpCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*DumpCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{27}
+	return file_api_abs_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DumpCheckpointRequest) GetSlave() string {
@@ -1966,7 +2029,7 @@ type JobStatusRequest struct {
 
 func (x *JobStatusRequest) Reset() {
 	*x = JobStatusRequest{}
-	mi := &file_api_abs_proto_msgTypes[28]
+	mi := &file_api_abs_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2041,7 @@ func (x *JobStatusRequest) String() string {
 func (*JobStatusRequest) ProtoMessage() {}
 
 func (x *JobStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[28]
+	mi := &file_api_abs_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2054,7 @@ func (x *JobStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatusRequest.ProtoReflect.Descriptor instead.
 func (*JobStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{28}
+	return file_api_abs_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JobStatusRequest) GetSlave() string {
@@ -2049,7 +2112,7 @@ type JobDoneRequest struct {
 
 func (x *JobDoneRequest) Reset() {
 	*x = JobDoneRequest{}
-	mi := &file_api_abs_proto_msgTypes[29]
+	mi := &file_api_abs_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2124,7 @@ func (x *JobDoneRequest) String() string {
 func (*JobDoneRequest) ProtoMessage() {}
 
 func (x *JobDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[29]
+	mi := &file_api_abs_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2137,7 @@ func (x *JobDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDoneRequest.ProtoReflect.Descriptor instead.
 func (*JobDoneRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{29}
+	return file_api_abs_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JobDoneRequest) GetSlave() string {
@@ -2121,7 +2184,7 @@ type ReportAck struct {
 
 func (x *ReportAck) Reset() {
 	*x = ReportAck{}
-	mi := &file_api_abs_proto_msgTypes[30]
+	mi := &file_api_abs_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2196,7 @@ func (x *ReportAck) String() string {
 func (*ReportAck) ProtoMessage() {}
 
 func (x *ReportAck) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[30]
+	mi := &file_api_abs_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2209,7 @@ func (x *ReportAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportAck.ProtoReflect.Descriptor instead.
 func (*ReportAck) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{30}
+	return file_api_abs_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReportAck) GetDuplicate() bool {
@@ -2169,7 +2232,7 @@ type VolumeSince struct {
 
 func (x *VolumeSince) Reset() {
 	*x = VolumeSince{}
-	mi := &file_api_abs_proto_msgTypes[31]
+	mi := &file_api_abs_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2244,7 @@ func (x *VolumeSince) String() string {
 func (*VolumeSince) ProtoMessage() {}
 
 func (x *VolumeSince) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[31]
+	mi := &file_api_abs_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2257,7 @@ func (x *VolumeSince) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeSince.ProtoReflect.Descriptor instead.
 func (*VolumeSince) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{31}
+	return file_api_abs_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VolumeSince) GetServer() string {
@@ -2239,7 +2302,7 @@ type BackupRequest struct {
 
 func (x *BackupRequest) Reset() {
 	*x = BackupRequest{}
-	mi := &file_api_abs_proto_msgTypes[32]
+	mi := &file_api_abs_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2314,7 @@ func (x *BackupRequest) String() string {
 func (*BackupRequest) ProtoMessage() {}
 
 func (x *BackupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[32]
+	mi := &file_api_abs_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2327,7 @@ func (x *BackupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
 func (*BackupRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{32}
+	return file_api_abs_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BackupRequest) GetJob() string {
@@ -2309,7 +2372,7 @@ type SlaveRestoreRequest struct {
 
 func (x *SlaveRestoreRequest) Reset() {
 	*x = SlaveRestoreRequest{}
-	mi := &file_api_abs_proto_msgTypes[33]
+	mi := &file_api_abs_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2321,7 +2384,7 @@ func (x *SlaveRestoreRequest) String() string {
 func (*SlaveRestoreRequest) ProtoMessage() {}
 
 func (x *SlaveRestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[33]
+	mi := &file_api_abs_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2334,7 +2397,7 @@ func (x *SlaveRestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlaveRestoreRequest.ProtoReflect.Descriptor instead.
 func (*SlaveRestoreRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{33}
+	return file_api_abs_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SlaveRestoreRequest) GetJob() string {
@@ -2388,7 +2451,7 @@ type SlaveAbortRequest struct {
 
 func (x *SlaveAbortRequest) Reset() {
 	*x = SlaveAbortRequest{}
-	mi := &file_api_abs_proto_msgTypes[34]
+	mi := &file_api_abs_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2463,7 @@ func (x *SlaveAbortRequest) String() string {
 func (*SlaveAbortRequest) ProtoMessage() {}
 
 func (x *SlaveAbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[34]
+	mi := &file_api_abs_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2476,7 @@ func (x *SlaveAbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlaveAbortRequest.ProtoReflect.Descriptor instead.
 func (*SlaveAbortRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{34}
+	return file_api_abs_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SlaveAbortRequest) GetJob() string {
@@ -2432,7 +2495,7 @@ type Queued struct {
 
 func (x *Queued) Reset() {
 	*x = Queued{}
-	mi := &file_api_abs_proto_msgTypes[35]
+	mi := &file_api_abs_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2507,7 @@ func (x *Queued) String() string {
 func (*Queued) ProtoMessage() {}
 
 func (x *Queued) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[35]
+	mi := &file_api_abs_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2520,7 @@ func (x *Queued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Queued.ProtoReflect.Descriptor instead.
 func (*Queued) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{35}
+	return file_api_abs_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Queued) GetAlready() bool {
@@ -2478,7 +2541,7 @@ type Reach struct {
 
 func (x *Reach) Reset() {
 	*x = Reach{}
-	mi := &file_api_abs_proto_msgTypes[36]
+	mi := &file_api_abs_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2553,7 @@ func (x *Reach) String() string {
 func (*Reach) ProtoMessage() {}
 
 func (x *Reach) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[36]
+	mi := &file_api_abs_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2566,7 @@ func (x *Reach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reach.ProtoReflect.Descriptor instead.
 func (*Reach) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{36}
+	return file_api_abs_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Reach) GetServer() string {
@@ -2546,7 +2609,7 @@ type RegisterDeviceRequest struct {
 
 func (x *RegisterDeviceRequest) Reset() {
 	*x = RegisterDeviceRequest{}
-	mi := &file_api_abs_proto_msgTypes[37]
+	mi := &file_api_abs_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2621,7 @@ func (x *RegisterDeviceRequest) String() string {
 func (*RegisterDeviceRequest) ProtoMessage() {}
 
 func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[37]
+	mi := &file_api_abs_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2634,7 @@ func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{37}
+	return file_api_abs_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RegisterDeviceRequest) GetName() string {
@@ -2634,7 +2697,7 @@ type SlaveJob struct {
 
 func (x *SlaveJob) Reset() {
 	*x = SlaveJob{}
-	mi := &file_api_abs_proto_msgTypes[38]
+	mi := &file_api_abs_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2646,7 +2709,7 @@ func (x *SlaveJob) String() string {
 func (*SlaveJob) ProtoMessage() {}
 
 func (x *SlaveJob) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[38]
+	mi := &file_api_abs_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +2722,7 @@ func (x *SlaveJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlaveJob.ProtoReflect.Descriptor instead.
 func (*SlaveJob) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{38}
+	return file_api_abs_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SlaveJob) GetJob() string {
@@ -2743,7 +2806,7 @@ type HeldTape struct {
 
 func (x *HeldTape) Reset() {
 	*x = HeldTape{}
-	mi := &file_api_abs_proto_msgTypes[39]
+	mi := &file_api_abs_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2818,7 @@ func (x *HeldTape) String() string {
 func (*HeldTape) ProtoMessage() {}
 
 func (x *HeldTape) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[39]
+	mi := &file_api_abs_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2831,7 @@ func (x *HeldTape) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeldTape.ProtoReflect.Descriptor instead.
 func (*HeldTape) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{39}
+	return file_api_abs_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *HeldTape) GetLabel() string {
@@ -2802,7 +2865,7 @@ type JournalEpoch struct {
 
 func (x *JournalEpoch) Reset() {
 	*x = JournalEpoch{}
-	mi := &file_api_abs_proto_msgTypes[40]
+	mi := &file_api_abs_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +2877,7 @@ func (x *JournalEpoch) String() string {
 func (*JournalEpoch) ProtoMessage() {}
 
 func (x *JournalEpoch) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[40]
+	mi := &file_api_abs_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +2890,7 @@ func (x *JournalEpoch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalEpoch.ProtoReflect.Descriptor instead.
 func (*JournalEpoch) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{40}
+	return file_api_abs_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *JournalEpoch) GetJournalId() string {
@@ -2855,7 +2918,7 @@ type RegisterDeviceResponse struct {
 
 func (x *RegisterDeviceResponse) Reset() {
 	*x = RegisterDeviceResponse{}
-	mi := &file_api_abs_proto_msgTypes[41]
+	mi := &file_api_abs_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2867,7 +2930,7 @@ func (x *RegisterDeviceResponse) String() string {
 func (*RegisterDeviceResponse) ProtoMessage() {}
 
 func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_abs_proto_msgTypes[41]
+	mi := &file_api_abs_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2880,7 +2943,7 @@ func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_api_abs_proto_rawDescGZIP(), []int{41}
+	return file_api_abs_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RegisterDeviceResponse) GetJournalId() string {
@@ -2975,14 +3038,18 @@ const file_api_abs_proto_rawDesc = "" +
 	"\x05bytes\x18\x0f \x01(\x03R\x05bytes\x12\x16\n" +
 	"\x06origin\x18\x10 \x01(\tR\x06origin\x12)\n" +
 	"\x10expected_volumes\x18\x11 \x01(\x03R\x0fexpectedVolumes\x12%\n" +
-	"\x0eexpected_bytes\x18\x12 \x01(\x03R\rexpectedBytes\"\xab\x01\n" +
+	"\x0eexpected_bytes\x18\x12 \x01(\x03R\rexpectedBytes\"\xd2\x01\n" +
 	"\x0eRestoreRequest\x12\x16\n" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\tR\tpartition\x12\x16\n" +
 	"\x06volume\x18\x03 \x01(\tR\x06volume\x12\x0e\n" +
 	"\x02to\x18\x04 \x01(\tR\x02to\x12%\n" +
 	"\x0fas_of_unix_nano\x18\x05 \x01(\x03R\fasOfUnixNano\x12\x14\n" +
-	"\x05slave\x18\x06 \x01(\tR\x05slave\"Z\n" +
+	"\x05slave\x18\x06 \x01(\tR\x05slave\x12%\n" +
+	"\x05dumps\x18\a \x03(\v2\x0f.abs.v1.DumpRefR\x05dumps\"3\n" +
+	"\aDumpRef\x12\x14\n" +
+	"\x05tapes\x18\x01 \x03(\tR\x05tapes\x12\x12\n" +
+	"\x04file\x18\x02 \x01(\rR\x04file\"Z\n" +
 	"\x0fListJobsRequest\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\x12\x1f\n" +
@@ -3172,7 +3239,7 @@ func file_api_abs_proto_rawDescGZIP() []byte {
 	return file_api_abs_proto_rawDescData
 }
 
-var file_api_abs_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_api_abs_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_api_abs_proto_goTypes = []any{
 	(*ReportRequest)(nil),          // 0: abs.v1.ReportRequest
 	(*ListVolumesRequest)(nil),     // 1: abs.v1.ListVolumesRequest
@@ -3188,35 +3255,36 @@ var file_api_abs_proto_goTypes = []any{
 	(*DumpRequest)(nil),            // 11: abs.v1.DumpRequest
 	(*Job)(nil),                    // 12: abs.v1.Job
 	(*RestoreRequest)(nil),         // 13: abs.v1.RestoreRequest
-	(*ListJobsRequest)(nil),        // 14: abs.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 15: abs.v1.ListJobsResponse
-	(*GetJobRequest)(nil),          // 16: abs.v1.GetJobRequest
-	(*AbortRequest)(nil),           // 17: abs.v1.AbortRequest
-	(*StatusRequest)(nil),          // 18: abs.v1.StatusRequest
-	(*StatusResponse)(nil),         // 19: abs.v1.StatusResponse
-	(*ValidateTapeRequest)(nil),    // 20: abs.v1.ValidateTapeRequest
-	(*ValidateTapeResponse)(nil),   // 21: abs.v1.ValidateTapeResponse
-	(*GenLabelRequest)(nil),        // 22: abs.v1.GenLabelRequest
-	(*GenLabelResponse)(nil),       // 23: abs.v1.GenLabelResponse
-	(*ValidateLabelRequest)(nil),   // 24: abs.v1.ValidateLabelRequest
-	(*ValidateLabelResponse)(nil),  // 25: abs.v1.ValidateLabelResponse
-	(*DumpRecord)(nil),             // 26: abs.v1.DumpRecord
-	(*DumpCheckpointRequest)(nil),  // 27: abs.v1.DumpCheckpointRequest
-	(*JobStatusRequest)(nil),       // 28: abs.v1.JobStatusRequest
-	(*JobDoneRequest)(nil),         // 29: abs.v1.JobDoneRequest
-	(*ReportAck)(nil),              // 30: abs.v1.ReportAck
-	(*VolumeSince)(nil),            // 31: abs.v1.VolumeSince
-	(*BackupRequest)(nil),          // 32: abs.v1.BackupRequest
-	(*SlaveRestoreRequest)(nil),    // 33: abs.v1.SlaveRestoreRequest
-	(*SlaveAbortRequest)(nil),      // 34: abs.v1.SlaveAbortRequest
-	(*Queued)(nil),                 // 35: abs.v1.Queued
-	(*Reach)(nil),                  // 36: abs.v1.Reach
-	(*RegisterDeviceRequest)(nil),  // 37: abs.v1.RegisterDeviceRequest
-	(*SlaveJob)(nil),               // 38: abs.v1.SlaveJob
-	(*HeldTape)(nil),               // 39: abs.v1.HeldTape
-	(*JournalEpoch)(nil),           // 40: abs.v1.JournalEpoch
-	(*RegisterDeviceResponse)(nil), // 41: abs.v1.RegisterDeviceResponse
-	nil,                            // 42: abs.v1.StatusResponse.JobsByStateEntry
+	(*DumpRef)(nil),                // 14: abs.v1.DumpRef
+	(*ListJobsRequest)(nil),        // 15: abs.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 16: abs.v1.ListJobsResponse
+	(*GetJobRequest)(nil),          // 17: abs.v1.GetJobRequest
+	(*AbortRequest)(nil),           // 18: abs.v1.AbortRequest
+	(*StatusRequest)(nil),          // 19: abs.v1.StatusRequest
+	(*StatusResponse)(nil),         // 20: abs.v1.StatusResponse
+	(*ValidateTapeRequest)(nil),    // 21: abs.v1.ValidateTapeRequest
+	(*ValidateTapeResponse)(nil),   // 22: abs.v1.ValidateTapeResponse
+	(*GenLabelRequest)(nil),        // 23: abs.v1.GenLabelRequest
+	(*GenLabelResponse)(nil),       // 24: abs.v1.GenLabelResponse
+	(*ValidateLabelRequest)(nil),   // 25: abs.v1.ValidateLabelRequest
+	(*ValidateLabelResponse)(nil),  // 26: abs.v1.ValidateLabelResponse
+	(*DumpRecord)(nil),             // 27: abs.v1.DumpRecord
+	(*DumpCheckpointRequest)(nil),  // 28: abs.v1.DumpCheckpointRequest
+	(*JobStatusRequest)(nil),       // 29: abs.v1.JobStatusRequest
+	(*JobDoneRequest)(nil),         // 30: abs.v1.JobDoneRequest
+	(*ReportAck)(nil),              // 31: abs.v1.ReportAck
+	(*VolumeSince)(nil),            // 32: abs.v1.VolumeSince
+	(*BackupRequest)(nil),          // 33: abs.v1.BackupRequest
+	(*SlaveRestoreRequest)(nil),    // 34: abs.v1.SlaveRestoreRequest
+	(*SlaveAbortRequest)(nil),      // 35: abs.v1.SlaveAbortRequest
+	(*Queued)(nil),                 // 36: abs.v1.Queued
+	(*Reach)(nil),                  // 37: abs.v1.Reach
+	(*RegisterDeviceRequest)(nil),  // 38: abs.v1.RegisterDeviceRequest
+	(*SlaveJob)(nil),               // 39: abs.v1.SlaveJob
+	(*HeldTape)(nil),               // 40: abs.v1.HeldTape
+	(*JournalEpoch)(nil),           // 41: abs.v1.JournalEpoch
+	(*RegisterDeviceResponse)(nil), // 42: abs.v1.RegisterDeviceResponse
+	nil,                            // 43: abs.v1.StatusResponse.JobsByStateEntry
 }
 var file_api_abs_proto_depIdxs = []int32{
 	2,  // 0: abs.v1.ListVolumesResponse.volumes:type_name -> abs.v1.VolumeInfo
@@ -3225,63 +3293,64 @@ var file_api_abs_proto_depIdxs = []int32{
 	8,  // 3: abs.v1.ListSlavesResponse.slaves:type_name -> abs.v1.SlaveInfo
 	10, // 4: abs.v1.DumpRequest.target:type_name -> abs.v1.Target
 	10, // 5: abs.v1.Job.target:type_name -> abs.v1.Target
-	12, // 6: abs.v1.ListJobsResponse.jobs:type_name -> abs.v1.Job
-	42, // 7: abs.v1.StatusResponse.jobs_by_state:type_name -> abs.v1.StatusResponse.JobsByStateEntry
-	26, // 8: abs.v1.DumpCheckpointRequest.dump:type_name -> abs.v1.DumpRecord
-	10, // 9: abs.v1.BackupRequest.target:type_name -> abs.v1.Target
-	31, // 10: abs.v1.BackupRequest.since:type_name -> abs.v1.VolumeSince
-	26, // 11: abs.v1.SlaveRestoreRequest.plan:type_name -> abs.v1.DumpRecord
-	36, // 12: abs.v1.RegisterDeviceRequest.reaches:type_name -> abs.v1.Reach
-	38, // 13: abs.v1.RegisterDeviceRequest.jobs:type_name -> abs.v1.SlaveJob
-	40, // 14: abs.v1.RegisterDeviceRequest.epochs:type_name -> abs.v1.JournalEpoch
-	10, // 15: abs.v1.SlaveJob.target:type_name -> abs.v1.Target
-	39, // 16: abs.v1.SlaveJob.tapes:type_name -> abs.v1.HeldTape
-	26, // 17: abs.v1.SlaveJob.plan:type_name -> abs.v1.DumpRecord
-	11, // 18: abs.v1.OperatorService.Dump:input_type -> abs.v1.DumpRequest
-	13, // 19: abs.v1.OperatorService.Restore:input_type -> abs.v1.RestoreRequest
-	14, // 20: abs.v1.OperatorService.ListJobs:input_type -> abs.v1.ListJobsRequest
-	16, // 21: abs.v1.OperatorService.GetJob:input_type -> abs.v1.GetJobRequest
-	17, // 22: abs.v1.OperatorService.Abort:input_type -> abs.v1.AbortRequest
-	18, // 23: abs.v1.OperatorService.Status:input_type -> abs.v1.StatusRequest
-	7,  // 24: abs.v1.OperatorService.ListSlaves:input_type -> abs.v1.ListSlavesRequest
-	0,  // 25: abs.v1.OperatorService.Report:input_type -> abs.v1.ReportRequest
-	1,  // 26: abs.v1.OperatorService.ListVolumes:input_type -> abs.v1.ListVolumesRequest
-	4,  // 27: abs.v1.OperatorService.ListTapes:input_type -> abs.v1.ListTapesRequest
-	37, // 28: abs.v1.MasterService.RegisterDevice:input_type -> abs.v1.RegisterDeviceRequest
-	20, // 29: abs.v1.MasterService.ValidateTape:input_type -> abs.v1.ValidateTapeRequest
-	22, // 30: abs.v1.MasterService.GenLabel:input_type -> abs.v1.GenLabelRequest
-	24, // 31: abs.v1.MasterService.ValidateLabel:input_type -> abs.v1.ValidateLabelRequest
-	27, // 32: abs.v1.MasterService.DumpCheckpoint:input_type -> abs.v1.DumpCheckpointRequest
-	28, // 33: abs.v1.MasterService.JobStatus:input_type -> abs.v1.JobStatusRequest
-	29, // 34: abs.v1.MasterService.JobDone:input_type -> abs.v1.JobDoneRequest
-	32, // 35: abs.v1.SlaveService.Backup:input_type -> abs.v1.BackupRequest
-	33, // 36: abs.v1.SlaveService.Restore:input_type -> abs.v1.SlaveRestoreRequest
-	34, // 37: abs.v1.SlaveService.Abort:input_type -> abs.v1.SlaveAbortRequest
-	12, // 38: abs.v1.OperatorService.Dump:output_type -> abs.v1.Job
-	12, // 39: abs.v1.OperatorService.Restore:output_type -> abs.v1.Job
-	15, // 40: abs.v1.OperatorService.ListJobs:output_type -> abs.v1.ListJobsResponse
-	12, // 41: abs.v1.OperatorService.GetJob:output_type -> abs.v1.Job
-	12, // 42: abs.v1.OperatorService.Abort:output_type -> abs.v1.Job
-	19, // 43: abs.v1.OperatorService.Status:output_type -> abs.v1.StatusResponse
-	9,  // 44: abs.v1.OperatorService.ListSlaves:output_type -> abs.v1.ListSlavesResponse
-	26, // 45: abs.v1.OperatorService.Report:output_type -> abs.v1.DumpRecord
-	3,  // 46: abs.v1.OperatorService.ListVolumes:output_type -> abs.v1.ListVolumesResponse
-	6,  // 47: abs.v1.OperatorService.ListTapes:output_type -> abs.v1.ListTapesResponse
-	41, // 48: abs.v1.MasterService.RegisterDevice:output_type -> abs.v1.RegisterDeviceResponse
-	21, // 49: abs.v1.MasterService.ValidateTape:output_type -> abs.v1.ValidateTapeResponse
-	23, // 50: abs.v1.MasterService.GenLabel:output_type -> abs.v1.GenLabelResponse
-	25, // 51: abs.v1.MasterService.ValidateLabel:output_type -> abs.v1.ValidateLabelResponse
-	30, // 52: abs.v1.MasterService.DumpCheckpoint:output_type -> abs.v1.ReportAck
-	30, // 53: abs.v1.MasterService.JobStatus:output_type -> abs.v1.ReportAck
-	30, // 54: abs.v1.MasterService.JobDone:output_type -> abs.v1.ReportAck
-	35, // 55: abs.v1.SlaveService.Backup:output_type -> abs.v1.Queued
-	35, // 56: abs.v1.SlaveService.Restore:output_type -> abs.v1.Queued
-	35, // 57: abs.v1.SlaveService.Abort:output_type -> abs.v1.Queued
-	38, // [38:58] is the sub-list for method output_type
-	18, // [18:38] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	14, // 6: abs.v1.RestoreRequest.dumps:type_name -> abs.v1.DumpRef
+	12, // 7: abs.v1.ListJobsResponse.jobs:type_name -> abs.v1.Job
+	43, // 8: abs.v1.StatusResponse.jobs_by_state:type_name -> abs.v1.StatusResponse.JobsByStateEntry
+	27, // 9: abs.v1.DumpCheckpointRequest.dump:type_name -> abs.v1.DumpRecord
+	10, // 10: abs.v1.BackupRequest.target:type_name -> abs.v1.Target
+	32, // 11: abs.v1.BackupRequest.since:type_name -> abs.v1.VolumeSince
+	27, // 12: abs.v1.SlaveRestoreRequest.plan:type_name -> abs.v1.DumpRecord
+	37, // 13: abs.v1.RegisterDeviceRequest.reaches:type_name -> abs.v1.Reach
+	39, // 14: abs.v1.RegisterDeviceRequest.jobs:type_name -> abs.v1.SlaveJob
+	41, // 15: abs.v1.RegisterDeviceRequest.epochs:type_name -> abs.v1.JournalEpoch
+	10, // 16: abs.v1.SlaveJob.target:type_name -> abs.v1.Target
+	40, // 17: abs.v1.SlaveJob.tapes:type_name -> abs.v1.HeldTape
+	27, // 18: abs.v1.SlaveJob.plan:type_name -> abs.v1.DumpRecord
+	11, // 19: abs.v1.OperatorService.Dump:input_type -> abs.v1.DumpRequest
+	13, // 20: abs.v1.OperatorService.Restore:input_type -> abs.v1.RestoreRequest
+	15, // 21: abs.v1.OperatorService.ListJobs:input_type -> abs.v1.ListJobsRequest
+	17, // 22: abs.v1.OperatorService.GetJob:input_type -> abs.v1.GetJobRequest
+	18, // 23: abs.v1.OperatorService.Abort:input_type -> abs.v1.AbortRequest
+	19, // 24: abs.v1.OperatorService.Status:input_type -> abs.v1.StatusRequest
+	7,  // 25: abs.v1.OperatorService.ListSlaves:input_type -> abs.v1.ListSlavesRequest
+	0,  // 26: abs.v1.OperatorService.Report:input_type -> abs.v1.ReportRequest
+	1,  // 27: abs.v1.OperatorService.ListVolumes:input_type -> abs.v1.ListVolumesRequest
+	4,  // 28: abs.v1.OperatorService.ListTapes:input_type -> abs.v1.ListTapesRequest
+	38, // 29: abs.v1.MasterService.RegisterDevice:input_type -> abs.v1.RegisterDeviceRequest
+	21, // 30: abs.v1.MasterService.ValidateTape:input_type -> abs.v1.ValidateTapeRequest
+	23, // 31: abs.v1.MasterService.GenLabel:input_type -> abs.v1.GenLabelRequest
+	25, // 32: abs.v1.MasterService.ValidateLabel:input_type -> abs.v1.ValidateLabelRequest
+	28, // 33: abs.v1.MasterService.DumpCheckpoint:input_type -> abs.v1.DumpCheckpointRequest
+	29, // 34: abs.v1.MasterService.JobStatus:input_type -> abs.v1.JobStatusRequest
+	30, // 35: abs.v1.MasterService.JobDone:input_type -> abs.v1.JobDoneRequest
+	33, // 36: abs.v1.SlaveService.Backup:input_type -> abs.v1.BackupRequest
+	34, // 37: abs.v1.SlaveService.Restore:input_type -> abs.v1.SlaveRestoreRequest
+	35, // 38: abs.v1.SlaveService.Abort:input_type -> abs.v1.SlaveAbortRequest
+	12, // 39: abs.v1.OperatorService.Dump:output_type -> abs.v1.Job
+	12, // 40: abs.v1.OperatorService.Restore:output_type -> abs.v1.Job
+	16, // 41: abs.v1.OperatorService.ListJobs:output_type -> abs.v1.ListJobsResponse
+	12, // 42: abs.v1.OperatorService.GetJob:output_type -> abs.v1.Job
+	12, // 43: abs.v1.OperatorService.Abort:output_type -> abs.v1.Job
+	20, // 44: abs.v1.OperatorService.Status:output_type -> abs.v1.StatusResponse
+	9,  // 45: abs.v1.OperatorService.ListSlaves:output_type -> abs.v1.ListSlavesResponse
+	27, // 46: abs.v1.OperatorService.Report:output_type -> abs.v1.DumpRecord
+	3,  // 47: abs.v1.OperatorService.ListVolumes:output_type -> abs.v1.ListVolumesResponse
+	6,  // 48: abs.v1.OperatorService.ListTapes:output_type -> abs.v1.ListTapesResponse
+	42, // 49: abs.v1.MasterService.RegisterDevice:output_type -> abs.v1.RegisterDeviceResponse
+	22, // 50: abs.v1.MasterService.ValidateTape:output_type -> abs.v1.ValidateTapeResponse
+	24, // 51: abs.v1.MasterService.GenLabel:output_type -> abs.v1.GenLabelResponse
+	26, // 52: abs.v1.MasterService.ValidateLabel:output_type -> abs.v1.ValidateLabelResponse
+	31, // 53: abs.v1.MasterService.DumpCheckpoint:output_type -> abs.v1.ReportAck
+	31, // 54: abs.v1.MasterService.JobStatus:output_type -> abs.v1.ReportAck
+	31, // 55: abs.v1.MasterService.JobDone:output_type -> abs.v1.ReportAck
+	36, // 56: abs.v1.SlaveService.Backup:output_type -> abs.v1.Queued
+	36, // 57: abs.v1.SlaveService.Restore:output_type -> abs.v1.Queued
+	36, // 58: abs.v1.SlaveService.Abort:output_type -> abs.v1.Queued
+	39, // [39:59] is the sub-list for method output_type
+	19, // [19:39] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_api_abs_proto_init() }
@@ -3295,7 +3364,7 @@ func file_api_abs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_abs_proto_rawDesc), len(file_api_abs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

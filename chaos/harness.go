@@ -137,6 +137,7 @@ type Master struct {
 	Data    string
 	Addr    string // operator API (fixed across restarts)
 	Metrics string
+	Args    []string // extra flags of `abs master` (e.g. --crippled)
 	cmd     *exec.Cmd
 	stderr  *bytes.Buffer
 	mu      sync.Mutex
@@ -172,7 +173,7 @@ func (m *Master) Start(t testing.TB) {
 // TryStart is Start returning the failure (with the master's stderr).
 func (m *Master) TryStart(t testing.TB) error {
 	t.Helper()
-	cmd := exec.Command(Binary(t), "master", "--config", m.Config, "--log-level", "warn")
+	cmd := exec.Command(Binary(t), append([]string{"master", "--config", m.Config, "--log-level", "warn"}, m.Args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err

@@ -694,7 +694,11 @@ func TestSlaveSwitchesMasterMidJob(t *testing.T) {
 // 6 MB: vicepa's three volumes (about 7 MiB) fit on the first cartridge,
 // s2 (dumped after the switch) continues on another.
 func switchConfig(master, dir, certs, partition string) string {
-	cfg := strings.Replace(faultsConfig(master, dir, certs, partition, 2), "capacity: 64MiB", "capacity: 10MiB", 1)
+	return switchConfigSleep(master, dir, certs, partition, 2)
+}
+
+func switchConfigSleep(master, dir, certs, partition string, sleep int) string {
+	cfg := strings.Replace(faultsConfig(master, dir, certs, partition, sleep), "capacity: 64MiB", "capacity: 10MiB", 1)
 	return strings.Replace(cfg, "printf %s {volume};", "printf %s {volume}; [ {volume} != s2 ] || head -c 6000000 /dev/zero;", 1)
 }
 

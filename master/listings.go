@@ -21,6 +21,50 @@ func dumpProto(d statemachine.DumpRecord) *api.DumpRecord {
 		IncrementDateUnixNano: d.IncrementDate, Tapes: d.Tapes, File: uint32(d.File), Bytes: d.Bytes, Sha256: d.SHA256, Job: string(d.Job)}
 }
 
+// restoreNamed queues a restore of the dumps the operator named by tape and
+// file. A dump the catalog knows comes with its record (dates, size and
+// checksum, which the slave checks); one it does not (a crippled master
+// knows only its own) is read from the tape, checked by the tape's own
+// checksums.
+func (o *operator) restoreNamed(ctx context.Context, req *api.RestoreRequest) (*api.Job, error) {
+	if req.GetServer() == "" || req.GetPartition() == "" || req.GetAsOfUnixNano() != 0 {
+		return nil, status.Error(codes.InvalidArgument, "a restore of named dumps needs the server and partition, and no as-of time")
+	}
+	var known []statemachine.Dump
+	if err := o.m.cat.Dumps(req.GetServer(), req.GetPartition(), req.GetVolume(), func(d statemachine.DumpRecord) bool {
+		known = append(known, d.Dump)
+		return true
+	}); err != nil {
+		return nil, rpcError(err)
+	}
+	var plan []statemachine.Dump
+	for _, ref := range req.GetDumps() {
+		if len(ref.GetTapes()) == 0 || ref.GetFile() == 0 {
+			return nil, status.Error(codes.InvalidArgument, "a named dump needs its tape labels and its file number")
+		}
+		i := slices.IndexFunc(known, func(d statemachine.Dump) bool {
+			return d.File == int(ref.GetFile()) && slices.Equal(d.Tapes, ref.GetTapes())
+		})
+		if i >= 0 {
+			plan = append(plan, known[i])
+			continue
+		}
+		plan = append(plan, statemachine.Dump{Volume: req.GetVolume(), Server: req.GetServer(), Partition: req.GetPartition(),
+			Tapes: ref.GetTapes(), File: int(ref.GetFile())})
+	}
+	t := statemachine.Target{Scope: statemachine.ScopeVolume, Server: req.GetServer(), Partition: req.GetPartition(), Volume: req.GetVolume()}
+	cmd := statemachine.QueueRestore{Target: t, To: req.GetTo(), Slave: req.GetSlave(), Plan: plan, Named: true, By: caller(ctx)}
+	res, err := o.m.loop.propose(ctx, cmd, func(_ *statemachine.State, evs []statemachine.Event) any {
+		return evs[0].(statemachine.JobQueued).Job
+	})
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	j := res.val.(statemachine.Job)
+	j.QueuedIndex = res.index
+	return jobProto(j), nil
+}
+
 // dumpFromProto is the inverse of dumpProto.
 func dumpFromProto(d *api.DumpRecord) statemachine.Dump {
 	return statemachine.Dump{Volume: d.GetVolume(), Server: d.GetServer(), Partition: d.GetPartition(), DumpDate: d.GetDumpDateUnixNano(),
@@ -64,6 +108,9 @@ func (o *operator) ListTapes(ctx context.Context, _ *api.ListTapesRequest) (*api
 func (o *operator) Restore(ctx context.Context, req *api.RestoreRequest) (*api.Job, error) {
 	if req.GetVolume() == "" {
 		return nil, status.Error(codes.InvalidArgument, "no volume given")
+	}
+	if len(req.GetDumps()) > 0 {
+		return o.restoreNamed(ctx, req)
 	}
 	byPlace := map[string][]statemachine.Dump{}
 	err := o.m.cat.Dumps(req.GetServer(), req.GetPartition(), req.GetVolume(), func(d statemachine.DumpRecord) bool {

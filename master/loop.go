@@ -78,7 +78,8 @@ type loop struct {
 	onFatal  func(error)
 	lastSync time.Time // of the catalog's WAL (completer only)
 
-	dm *metrics.Dumps // job, dump, tape and volume metrics
+	dm      *metrics.Dumps // job, dump, tape and volume metrics
+	dumpLog *dumpLog       // crippled mode: the dump log, appended by the completer
 
 	// mu guards what other goroutines read of the decider's world.
 	mu        sync.Mutex
@@ -334,6 +335,13 @@ func (l *loop) completeBatch(batch []pending) {
 		l.met.CatalogSeconds.Observe(time.Since(start).Seconds())
 		l.met.CatalogApplied.Set(float64(last))
 		l.met.CatalogLag.Set(float64(l.j.LastIndex() - last))
+	}
+	if l.dumpLog != nil {
+		for _, pd := range batch {
+			if err := l.dumpLog.append(pd.out.Records); err != nil {
+				l.fatal(err)
+			}
+		}
 	}
 	for _, pd := range batch {
 		l.observe(pd.out.Records)

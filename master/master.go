@@ -43,6 +43,12 @@ type Options struct {
 	// Fatal ends the process on a journal or catalog failure. Default: log
 	// and os.Exit(journal.ExitIO).
 	Fatal func(error)
+	// Crippled runs a crippled master (DESIGN.md §7): a journal of its own
+	// (mode crippled) in the data directory, no catalog on disk (listings
+	// come from an in-memory projection rebuilt from that journal at each
+	// start), and the dump log. Disaster (crippled only) accepts any slave
+	// of the realm and adopts any job a slave reports.
+	Crippled, Disaster bool
 }
 
 // Master is a running master.
@@ -61,6 +67,7 @@ type Master struct {
 	addr    string
 	metrics string
 	conns   slaveConns
+	dumpLog *dumpLog // crippled mode only
 }
 
 // Run starts a master from cfg and serves until ctx ends or a listener
@@ -104,11 +111,18 @@ func start(cfg *cluster.Config, opts Options) (*Master, error) {
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.met = metrics.NewMaster(m.reg)
 
+	if opts.Disaster && !opts.Crippled {
+		return nil, errors.New("master: disaster mode is a crippled master's (--crippled)")
+	}
+	mode := journal.ModeNormal
+	if opts.Crippled {
+		mode = journal.ModeCrippled
+	}
 	jopts := journal.Options{Observer: m.met, Fatal: opts.Fatal}
 	jdir := filepath.Join(cfg.Node.Data, JournalDir)
 	j, err := journal.Open(jdir, jopts)
 	if errors.Is(err, journal.ErrNotExist) {
-		id, ierr := journal.NewIdentity(cfg.Cluster.Realm, "normal", opts.Clock())
+		id, ierr := journal.NewIdentity(cfg.Cluster.Realm, mode, opts.Clock())
 		if ierr != nil {
 			return nil, ierr
 		}
@@ -129,11 +143,18 @@ func start(cfg *cluster.Config, opts Options) (*Master, error) {
 		m.close()
 		return nil, fmt.Errorf("master: the journal in %s belongs to realm %q but the config says realm %q", jdir, id.Realm, cfg.Cluster.Realm)
 	}
-	if id.Mode != "normal" {
+	switch {
+	case id.Mode == mode:
+	case opts.Crippled:
 		m.close()
-		return nil, fmt.Errorf("master: the journal in %s is a %s-mode journal; merge it into a normal master with `abs merge`", jdir, id.Mode)
+		return nil, fmt.Errorf("master: the journal in %s is a %s-mode journal: a crippled master runs on a data directory of its own (a new one), never on a normal master's", jdir, id.Mode)
+	default:
+		m.close()
+		return nil, fmt.Errorf("master: the journal in %s is a %s-mode journal: run it with `abs master --crippled`, or merge it into a normal master with `abs merge`", jdir, id.Mode)
 	}
-	if m.cat, err = catalog.Open(filepath.Join(cfg.Node.Data, CatalogDir), catalog.Options{Logger: m.log}); err != nil {
+	// A crippled master has no catalog on disk: its projection lives in
+	// memory and is rebuilt from its (short) journal at every start.
+	if m.cat, err = catalog.Open(filepath.Join(cfg.Node.Data, CatalogDir), catalog.Options{Logger: m.log, InMemory: opts.Crippled}); err != nil {
 		m.close()
 		return nil, err
 	}
@@ -149,7 +170,14 @@ func start(cfg *cluster.Config, opts Options) (*Master, error) {
 		m.close()
 		return nil, err
 	}
+	if opts.Crippled {
+		if m.dumpLog, err = openDumpLog(filepath.Join(cfg.Node.Data, DumpLogFile), m.cat); err != nil {
+			m.close()
+			return nil, err
+		}
+	}
 	m.loop = newLoop(m.log, j, m.cat, m.met, opts.Clock, st, opts.Fatal)
+	m.loop.dumpLog = m.dumpLog
 	m.loop.dm = metrics.NewDumps(m.reg)
 	for _, v := range st.Volumes {
 		m.loop.dm.VolumeLastDump.WithLabelValues(v.Server, v.Partition, v.Name).Set(float64(v.LastDump) / 1e9)
@@ -158,6 +186,9 @@ func start(cfg *cluster.Config, opts Options) (*Master, error) {
 }
 
 func (m *Master) close() {
+	if m.dumpLog != nil {
+		m.dumpLog.close()
+	}
 	if m.cat != nil {
 		m.cat.Close()
 	}
@@ -216,7 +247,7 @@ func (m *Master) serve(ctx context.Context) error {
 
 	// The incarnation's first decision: a new epoch. Pending effects owed by
 	// earlier incarnations are re-derived once it is durable.
-	res, err := m.loop.propose(ctx, statemachine.StartMaster{Node: m.cfg.Node.Name, Addr: m.addr},
+	res, err := m.loop.propose(ctx, statemachine.StartMaster{Node: m.cfg.Node.Name, Addr: m.addr, Disaster: m.opts.Disaster},
 		func(s *statemachine.State, _ []statemachine.Event) any {
 			return statemachine.Pending(s)
 		})
@@ -259,9 +290,13 @@ func (m *Master) serve(ctx context.Context) error {
 		go func() { errc <- hs.Serve(mlis) }()
 		defer hs.Close()
 	}
-	m.log.Info("serving", "listen", m.addr, "metrics", m.metrics, "journal", m.j.Identity().JournalID, "last_index", m.j.LastIndex())
+	m.log.Info("serving", "listen", m.addr, "metrics", m.metrics, "journal", m.j.Identity().JournalID, "mode", m.j.Identity().Mode,
+		"disaster", m.opts.Disaster, "last_index", m.j.LastIndex())
 	if m.opts.Ready != nil {
 		fmt.Fprintf(m.opts.Ready, "abs master %s serving on %s (metrics %s)\n", m.cfg.Node.Name, m.addr, orNone(m.metrics))
+		if m.dumpLog != nil {
+			fmt.Fprintf(m.opts.Ready, "crippled mode (journal %s): dump log %s\n", m.j.Identity().JournalID, m.dumpLog.path)
+		}
 	}
 	select {
 	case <-ctx.Done():

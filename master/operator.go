@@ -158,11 +158,18 @@ func (o *operator) ListJobs(ctx context.Context, req *api.ListJobsRequest) (*api
 		})
 		slices.Reverse(jobs)
 	} else {
+		// A page ends between journal indices: the jobs adopted by one
+		// registration share one, and the next page starts after it.
+		more := false
 		err = o.m.cat.Jobs(req.GetAfterIndex(), func(j statemachine.Job) bool {
+			if len(jobs) >= jobsPage && j.QueuedIndex != jobs[len(jobs)-1].QueuedIndex {
+				more = true
+				return false
+			}
 			jobs = append(jobs, j)
-			return len(jobs) < jobsPage
+			return true
 		})
-		if len(jobs) == jobsPage {
+		if more {
 			resp.NextAfterIndex = jobs[len(jobs)-1].QueuedIndex
 		}
 	}
@@ -213,9 +220,16 @@ func (o *operator) activeJobs(ctx context.Context, req *api.ListJobsRequest) (*a
 				page = append(page, *j)
 			}
 		}
-		slices.SortFunc(page, func(a, b statemachine.Job) int { return cmp.Compare(a.QueuedIndex, b.QueuedIndex) })
-		more := len(page) > limit
-		page = page[:min(len(page), limit)]
+		slices.SortFunc(page, func(a, b statemachine.Job) int {
+			return cmp.Or(cmp.Compare(a.QueuedIndex, b.QueuedIndex), cmp.Compare(a.ID, b.ID))
+		})
+		// A page ends between journal indices (jobs adopted together share one).
+		n := min(len(page), limit)
+		for n < len(page) && n > 0 && page[n].QueuedIndex == page[n-1].QueuedIndex {
+			n++
+		}
+		more := len(page) > n
+		page = page[:n]
 		for i := range page {
 			page[i].Why = s.Waiting(page[i])
 		}

@@ -15,8 +15,9 @@ type Command interface {
 // StartMaster opens a new master incarnation (the first thing a master
 // journals after opening its journal).
 type StartMaster struct {
-	Node string
-	Addr string
+	Node     string
+	Addr     string
+	Disaster bool // only for a crippled journal
 }
 
 // QueueDump queues a dump job.
@@ -34,7 +35,11 @@ type QueueRestore struct {
 	AsOf   int64
 	Slave  string // optional: the slave to use
 	Plan   []Dump
-	By     string
+	// Named: the operator named the dumps by tape and file (a crippled
+	// master has no history to plan from): they are applied in the order
+	// given, and those the master has no record of carry no dates.
+	Named bool
+	By    string
 }
 
 // AbortJob aborts a job: at once if no slave has it yet, else by telling the
@@ -112,7 +117,10 @@ func Decide(s *State, cmd Command, now time.Time) ([]Event, error) {
 		if c.Node == "" {
 			return nil, refuse(InvalidArgument, "master node name is empty")
 		}
-		return []Event{MasterStarted{Master: Master{Epoch: s.Master.Epoch + 1, Node: c.Node, Addr: c.Addr, StartedAt: at}}}, nil
+		if c.Disaster && !s.Journal.Crippled() {
+			return nil, refuse(InvalidArgument, "disaster mode is a crippled master's (abs master --crippled)")
+		}
+		return []Event{MasterStarted{Master: Master{Epoch: s.Master.Epoch + 1, Node: c.Node, Addr: c.Addr, StartedAt: at, Disaster: c.Disaster}}}, nil
 
 	case QueueDump:
 		return decideQueueDump(s, c, at)
@@ -209,14 +217,14 @@ func decideQueueRestore(s *State, c QueueRestore, at int64) ([]Event, error) {
 	if c.To == "" || c.To[0] != '/' {
 		return nil, refuse(InvalidArgument, "the restore target %q must be an absolute directory on the slave", c.To)
 	}
-	if len(c.Plan) == 0 || c.Plan[0].IncrementDate != 0 {
+	if len(c.Plan) == 0 || (!c.Named && c.Plan[0].IncrementDate != 0) {
 		return nil, refuse(InvalidArgument, "a restore plan starts with a full dump")
 	}
 	for i, d := range c.Plan {
-		if d.Volume != t.Volume || d.Server != t.Server || d.Partition != t.Partition || len(d.Tapes) == 0 {
+		if d.Volume != t.Volume || d.Server != t.Server || d.Partition != t.Partition || len(d.Tapes) == 0 || (c.Named && d.File < 1) {
 			return nil, refuse(InvalidArgument, "plan step %d is not a dump of %s", i+1, t)
 		}
-		if i > 0 && (d.DumpDate <= c.Plan[i-1].DumpDate || d.IncrementDate > c.Plan[i-1].DumpDate) {
+		if !c.Named && i > 0 && (d.DumpDate <= c.Plan[i-1].DumpDate || d.IncrementDate > c.Plan[i-1].DumpDate) {
 			return nil, refuse(InvalidArgument, "plan step %d does not chain after step %d", i+1, i)
 		}
 	}
@@ -371,6 +379,9 @@ func decideReport(s *State, c Report, at int64) ([]Event, error) {
 		if old, ok := s.Job(c.ID); ok && old.State.Ended() {
 			return nil, nil // a late report for a job that has ended
 		}
+		if s.Master.Disaster {
+			return adoptReported(s, c, at)
+		}
 		return nil, refuse(NotFound, "no job %s", c.ID)
 	}
 	if j.Slave != c.Slave {
@@ -492,6 +503,38 @@ func adoption(s *State, slave string, sj SlaveJob, at int64) (*JobAdopted, error
 		tapes = append(tapes, t)
 	}
 	return &JobAdopted{Job: j, Tapes: tapes}, nil
+}
+
+// adoptReported is disaster mode's answer to a report on a job the master
+// does not know: never "no such job". A checkpoint adopts the job (a dump of
+// the volume it names, its tapes reserved by it) and records the dump; a
+// progress report adopts nothing it could describe and an end ends nothing
+// here, so both are acknowledged and change nothing.
+func adoptReported(s *State, c Report, at int64) ([]Event, error) {
+	if c.Dump == nil || strings.HasPrefix(string(c.ID), s.Prefix+"-") {
+		return nil, nil
+	}
+	d := *c.Dump
+	d.Job = c.ID
+	sj := SlaveJob{ID: c.ID, Kind: KindDump, Target: Target{Scope: ScopeVolume, Server: d.Server, Partition: d.Partition, Volume: d.Volume},
+		Volumes: c.Volumes, Bytes: c.Bytes}
+	if len(d.Tapes) == 0 {
+		return nil, refuse(InvalidArgument, "dump of %s names no tape", d.Volume)
+	}
+	for _, label := range d.Tapes {
+		if _, known := s.Tapes[label]; known {
+			// Only a tape this master never saw can come with a job it never saw.
+			return nil, refuse(FailedPrecondition, "dump of %s on tape %s refused: %s", d.Volume, label, func() string { _, why := s.ValidateTape(c.ID, label); return why }())
+		}
+		sj.Tapes = append(sj.Tapes, HeldTape{Label: label})
+	}
+	adopted, err := adoption(s, c.Slave, sj, at)
+	if err != nil || adopted == nil {
+		return nil, err
+	}
+	adopted.Job.By = "adopted from slave " + c.Slave + " (reported)"
+	return []Event{*adopted, DumpRecorded{Dump: d, Slave: c.Slave, Seq: c.Seq, At: at},
+		JobProgress{ID: c.ID, Slave: c.Slave, Seq: c.Seq, Volumes: c.Volumes, Bytes: c.Bytes, At: at}}, nil
 }
 
 // sameRegistration reports whether registering sl again would change

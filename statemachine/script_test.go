@@ -75,6 +75,12 @@ func runScript(t *testing.T, path string) []byte {
 				t.Fatalf("%s:%d: %v", path, line, err)
 			}
 			continue
+		case "crippled": // the script runs in a crippled journal (first line only)
+			if s.Applied != 1 {
+				t.Fatalf("%s:%d: crippled must come first", path, line)
+			}
+			s = NewState(JournalInfo{ID: "fedcba9876543210fedcba9876543210", Realm: "athena", Mode: "crippled"})
+			continue
 		case "advance":
 			d, err := time.ParseDuration(args["_"])
 			if err != nil {
@@ -173,7 +179,7 @@ func scriptCommand(verb string, a map[string]string) (Command, error) {
 	}
 	switch verb {
 	case "start":
-		return StartMaster{Node: a["node"], Addr: a["addr"]}, nil
+		return StartMaster{Node: a["node"], Addr: a["addr"], Disaster: a["disaster"] == "true"}, nil
 	case "dump":
 		scope, err := ParseScope(a["scope"])
 		if a["scope"] == "bogus" {

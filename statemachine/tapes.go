@@ -20,9 +20,10 @@ import (
 //  5. When the job ends, its reserved tapes become VALID if they hold a dump
 //     (never to be overwritten) or EXPIRED (labeled, empty, reusable) if not.
 //
-// Labels are "<realm>-<journal prefix>-<6-digit sequence>": a crippled
-// master's journal has its own prefix, so its labels never collide with the
-// normal master's. A label the master does not know — another realm's,
+// Labels are "<realm>-<journal prefix>-<6-digit sequence>", and
+// "<realm>-c<journal prefix>-<sequence>" in a crippled journal: every
+// journal has its own prefix, and crippled labels are one character longer,
+// so they never collide with the normal master's. A label the master does not know — another realm's,
 // another journal's — is UNKNOWN MEDIA: not the master's to overwrite.
 
 // TapeVerdict is the master's answer to ValidateTape.
@@ -101,7 +102,13 @@ type ValidateLabel struct {
 func (GenLabel) command()      {}
 func (ValidateLabel) command() {}
 
+// tapeLabel is the label of the tape with sequence seq. A crippled
+// journal's labels have a "c" before the prefix: one character longer than
+// every normal label, so the two can never collide.
 func (s *State) tapeLabel(seq uint64) string {
+	if s.Journal.Crippled() {
+		return fmt.Sprintf("%s-c%s-%06d", s.Journal.Realm, s.Prefix, seq)
+	}
 	return fmt.Sprintf("%s-%s-%06d", s.Journal.Realm, s.Prefix, seq)
 }
 

@@ -300,6 +300,10 @@ type Master struct {
 	Node      string `msgpack:"n"`
 	Addr      string `msgpack:"a"`
 	StartedAt int64  `msgpack:"at"`
+	// Disaster is set for a crippled master in disaster mode: it takes
+	// calls from any slave of the realm and never answers "no such job"
+	// (a job a slave reports that it does not know is adopted).
+	Disaster bool `msgpack:"d,omitempty"`
 }
 
 // JournalInfo is the identity of the journal the state was built from.

@@ -62,7 +62,7 @@ func (b *Batch) Put(r statemachine.Record) error {
 		// The queue index entry is written with every version of the job:
 		// QueuedIndex never changes, so it is the same key and value each
 		// time, and a blind write is cheaper than reading whether it exists.
-		k = jobQKey(k, r.QueuedIndex)
+		k = jobQKey(k, r.QueuedIndex, string(r.ID))
 		if err := b.pb.Set(k, []byte(r.ID), nil); err != nil {
 			return fmt.Errorf("catalog: put %s: %w", k, err)
 		}

@@ -110,7 +110,7 @@ func BenchmarkCommitBaseline(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			kvs = append(kvs, kv{jobQKey(nil, j.QueuedIndex), []byte(j.ID)}, kv{jobKey(nil, string(j.ID)), v})
+			kvs = append(kvs, kv{jobQKey(nil, j.QueuedIndex, string(j.ID)), []byte(j.ID)}, kv{jobKey(nil, string(j.ID)), v})
 		}
 		seq += per
 		start := time.Now()

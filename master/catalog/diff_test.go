@@ -58,7 +58,7 @@ func TestDiff(t *testing.T) {
 	commit(t, b, 5, job("x-3", 5), statemachine.Master{Epoch: 2, Node: "n"})
 	want := []string{
 		"only in b: job/x-3",
-		"only in b: jobq/00000000000000000005",
+		"only in b: jobq/00000000000000000005/x-3",
 		"only in b: master/00000000000000000002",
 		"only in a: slave/s0",
 		"differs: tape/L1",

@@ -33,7 +33,7 @@
 //	key                                            value
 //	dump/SERVER/PARTITION/VOLUME/DUMPDATE/INDEX    statemachine.DumpRecord
 //	job/ID                                         statemachine.Job
-//	jobq/QUEUEDINDEX                               the job ID, raw bytes (unescaped)
+//	jobq/QUEUEDINDEX/ID                            the job ID, raw bytes (unescaped)
 //	master/EPOCH                                   statemachine.Master
 //	meta/applied                                   journal index applied, 8 bytes big-endian
 //	meta/journal                                   journal ID, raw bytes
@@ -46,9 +46,10 @@
 // date, never produced in practice, is written like %020d: "-" and 19
 // digits). INDEX in a dump key is the journal index that recorded it, so
 // two dumps of a volume with the same date still have two keys.
-// QUEUEDINDEX is the journal index of the job's JobQueued: jobq/ lists jobs
-// in queueing order, which job/ (ordered by ID, where "x-10" < "x-9") does
-// not. A job's jobq/ entry is written with every version of the job (the
+// QUEUEDINDEX is the journal index of the job's JobQueued (or JobAdopted:
+// jobs adopted by one registration share it, so the ID follows): jobq/
+// lists jobs in queueing order, which job/ (ordered by ID, where "x-10" <
+// "x-9") does not. A job's jobq/ entry is written with every version of the job (the
 // same key and value each time).
 //
 // meta/ and snap/ describe the catalog, not the journal's content: Diff

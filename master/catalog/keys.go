@@ -98,8 +98,14 @@ func jobKey(dst []byte, id string) []byte {
 	return appendPart(append(dst, prefixJob...), id)
 }
 
-func jobQKey(dst []byte, queuedIndex uint64) []byte {
-	return appendIndex(append(dst, prefixJobQ...), queuedIndex)
+// jobQKey is a job's queue-order key: its QueuedIndex, then its ID (the
+// jobs a slave's registration adopts share one journal index).
+func jobQKey(dst []byte, queuedIndex uint64, id string) []byte {
+	dst = appendIndex(append(dst, prefixJobQ...), queuedIndex)
+	if id == "" {
+		return dst
+	}
+	return appendPart(append(dst, '/'), id)
 }
 
 // dumpPrefix appends the prefix of the dump keys under the leading

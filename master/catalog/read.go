@@ -110,7 +110,7 @@ func (c *Catalog) Jobs(after uint64, fn func(statemachine.Job) bool) error {
 	if after == math.MaxUint64 {
 		return nil
 	}
-	lower := jobQKey(nil, after+1)
+	lower := jobQKey(nil, after+1, "")
 	return c.jobs(lower, false, fn)
 }
 
@@ -127,7 +127,7 @@ func (c *Catalog) JobsReverse(fn func(statemachine.Job) bool) error {
 func (c *Catalog) jobs(lower []byte, reverse bool, fn func(statemachine.Job) bool) error {
 	var key []byte
 	return c.scan(lower, prefixEnd([]byte(prefixJobQ)), reverse, func(k, v []byte) (bool, error) {
-		qi, ok := parseIndex(k[len(prefixJobQ):])
+		qi, ok := parseIndex(k[len(prefixJobQ):min(len(k), len(prefixJobQ)+indexWidth)])
 		if !ok {
 			return false, fmt.Errorf("%w: bad queue key %q", ErrCorrupt, k)
 		}

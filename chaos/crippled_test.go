@@ -1,7 +1,10 @@
 package chaos
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,6 +13,8 @@ import (
 	"time"
 
 	"github.com/abs-backup/abs/fixtures"
+	"github.com/abs-backup/abs/journal"
+	"github.com/abs-backup/abs/statemachine"
 )
 
 // TestCrippledMode is the disaster story of DESIGN.md §7 with real daemons:
@@ -137,10 +142,190 @@ func TestCrippledMode(t *testing.T) {
 	if d := want.Diff(got, fixtures.DiffOptions{MTimePrecision: time.Second}); len(d) > 0 {
 		t.Fatalf("restore of %s from the dump log's tape %s file %s differs:\n%s", vol, line[2], line[6], strings.Join(d, "\n"))
 	}
-	// A wrong file number is refused by the slave, nothing is written.
+	// A wrong file number is refused by the slave.
 	wrong := filepath.Join(s.dir, "restored", "wrong")
 	if res := Run(t, envC, "restore", "volume", "s1", "--server", "fs1", "--partition", "zslow", "--to", wrong, "--tape", line[2], "--file", line[6]); res.Code != 1 || !strings.Contains(res.Stderr, "not the dump of fs1/zslow/s1") {
 		t.Fatalf("a restore naming another volume's file: exit %d\n%s", res.Code, res.Stderr)
+	}
+	spare.Kill(t)
+	mergeBack(t, normal, spare, string(dumpLog), s, sp)
+}
+
+// mergeBack is the return to normal mode: abs merge refuses a running
+// master, a damaged crippled journal, another realm's journal and unnamed
+// labels without a terminal, each changing nothing; a merge SIGKILLed
+// halfway and run again writes what an uninterrupted one writes; a second
+// merge writes nothing; the normal master then reports every dump once,
+// the crippled ones included, and restores one of them.
+func mergeBack(t *testing.T, normal, spare *Master, dumpLog string, s *slaveSetup, sp *slaveProc) {
+	merge := func(into string, env []string, extra ...string) Result {
+		return Run(t, env, append([]string{"merge", "--from", spare.Data, "--into", into}, extra...)...)
+	}
+	mainJournal := filepath.Join(normal.Data, "journal")
+	unchanged := journalDigest(t, mainJournal)
+
+	normal.Start(t)
+	before := reportOf(t, s.env)
+	if res := merge(normal.Data, nil); res.Code != 75 || !strings.Contains(res.Stderr, "stop the normal master first") {
+		t.Fatalf("merge into a running master: exit %d\n%s", res.Code, res.Stderr)
+	}
+	normal.Kill(t)
+	unchanged = journalDigest(t, mainJournal) // the master's restart wrote its start
+
+	damaged := filepath.Join(t.TempDir(), "damaged")
+	copyTree(t, spare.Data, damaged)
+	seg := LastSegment(t, damaged)
+	b, _ := os.ReadFile(seg)
+	b[len(b)/3] ^= 0xff
+	os.WriteFile(seg, b, 0o644)
+	if res := Run(t, nil, "merge", "--from", damaged, "--into", normal.Data); res.Code != 65 || !strings.Contains(res.Stderr, "nothing was written") {
+		t.Fatalf("merge of a damaged crippled journal: exit %d\n%s", res.Code, res.Stderr)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	writeCrippledJournal(t, other, "elsewhere", nil)
+	if res := Run(t, nil, "merge", "--from", other, "--into", normal.Data); res.Code != 3 || !strings.Contains(res.Stderr, `realm "elsewhere"`) {
+		t.Fatalf("merge of another realm's journal: exit %d\n%s", res.Code, res.Stderr)
+	}
+	unnamed := filepath.Join(t.TempDir(), "unnamed")
+	label := writeCrippledJournal(t, unnamed, "athena", []string{"", "A99"})
+	if res := Run(t, nil, "merge", "--from", unnamed, "--into", normal.Data); res.Code != 3 || !strings.Contains(res.Stderr, label[0]) || strings.Contains(res.Stderr, label[1]) {
+		t.Fatalf("merge with an unnamed label and no terminal: exit %d\n%s", res.Code, res.Stderr)
+	}
+	if got := journalDigest(t, mainJournal); got != unchanged {
+		t.Fatal("a refused merge changed the master's journal")
+	}
+
+	// Interrupted (SIGKILL after 3 records) and run again, against an
+	// uninterrupted merge of the same journals.
+	whole := filepath.Join(t.TempDir(), "whole")
+	copyTree(t, normal.Data, whole)
+	if res := merge(whole, nil); res.Code != 0 || !strings.Contains(res.Stdout, "imported:") {
+		t.Fatalf("abs merge: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if res := merge(normal.Data, []string{"ABS_TEST_MERGE_KILL_AFTER=3"}); res.Code != -1 {
+		t.Fatalf("the merge meant to be killed after 3 records: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	res := merge(normal.Data, nil)
+	if res.Code != 0 || !strings.Contains(res.Stdout, "already merged before") {
+		t.Fatalf("abs merge after a killed merge: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if a, b := journalDigest(t, mainJournal), journalDigest(t, filepath.Join(whole, "journal")); a != b {
+		t.Fatalf("a merge killed and run again wrote another journal than an uninterrupted one")
+	}
+	merged := journalDigest(t, mainJournal)
+	if res := merge(normal.Data, nil); res.Code != 0 || !strings.Contains(res.Stdout, "nothing new") || journalDigest(t, mainJournal) != merged {
+		t.Fatalf("a second merge: exit %d, journal changed %v\n%s%s", res.Code, journalDigest(t, mainJournal) != merged, res.Stdout, res.Stderr)
+	}
+
+	// The normal master reports every dump once: its own and the crippled
+	// master's (every dump log line). The slave goes back to it.
+	normal.Start(t)
+	defer normal.Kill(t)
+	if err := os.WriteFile(s.config, []byte(switchConfigSleep(normal.Addr, s.dir, s.certs, s.partition, 3)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sp.cmd.Process.Signal(syscall.SIGHUP)
+	sp.waitLine(t, "registered with "+normal.Addr)
+	report := mustRun(t, s.env, "report").Stdout
+	lines := strings.Split(strings.TrimSpace(report), "\n")
+	seen := map[string]int{}
+	for _, l := range lines {
+		seen[l]++
+		if seen[l] > 1 {
+			t.Fatalf("the report lists a dump twice: %s\n%s", l, report)
+		}
+	}
+	for _, l := range strings.Split(strings.TrimSpace(dumpLog), "\n") {
+		if seen[l] != 1 {
+			t.Fatalf("the dump log line %q is not in the merged report:\n%s", l, report)
+		}
+	}
+	if len(lines) != len(before)+len(strings.Split(strings.TrimSpace(dumpLog), "\n")) {
+		t.Fatalf("the merged report has %d lines, want %d (normal) + the dump log's:\n%s", len(lines), len(before), report)
+	}
+	// A restore planned from the merged catalog: the latest dumps of a
+	// volume, made in crippled mode.
+	vol := filepath.Base(s.vols[1])
+	target := filepath.Join(s.dir, "restored-merged", vol)
+	if res := Run(t, s.env, "restore", "volume", vol, "--to", target); res.Code != 0 || !strings.Contains(res.Stderr, " done") {
+		t.Fatalf("abs restore after the merge: exit %d\n%s", res.Code, res.Stderr)
+	}
+	want, _ := fixtures.Scan(s.vols[1])
+	got, _ := fixtures.Scan(target)
+	if d := want.Diff(got, fixtures.DiffOptions{MTimePrecision: time.Second}); len(d) > 0 {
+		t.Fatalf("restore of %s after the merge differs:\n%s", vol, strings.Join(d, "\n"))
+	}
+}
+
+// journalDigest is a digest of every record of a journal (index, type,
+// epoch, time, payload).
+func journalDigest(t *testing.T, dir string) string {
+	t.Helper()
+	r, err := journal.OpenReader(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	if err := r.Scan(1, func(rec journal.Record) error {
+		fmt.Fprintf(h, "%d %d %d %d %x\n", rec.Index, rec.Type, rec.Epoch, rec.Time, rec.Payload)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// writeCrippledJournal writes a crippled journal of realm in dataDir/journal
+// with one tape label per name (a name "" for a label no slave named), and
+// returns the labels.
+func writeCrippledJournal(t *testing.T, dataDir, realm string, names []string) []string {
+	t.Helper()
+	id, err := journal.NewIdentity(realm, journal.ModeCrippled, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Create(filepath.Join(dataDir, "journal"), id, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	st := statemachine.NewState(statemachine.JournalInfo{ID: id.JournalID, Realm: realm, Mode: journal.ModeCrippled})
+	now := time.Now()
+	cmds := []statemachine.Command{statemachine.StartMaster{Node: "spare", Disaster: true},
+		statemachine.RegisterSlave{Slave: statemachine.Slave{Name: "tape1", Addr: "127.0.0.1:1", Reaches: []statemachine.Target{{Scope: statemachine.ScopeServer, Server: "fs1"}}}},
+		statemachine.QueueDump{Target: statemachine.Target{Scope: statemachine.ScopeServer, Server: "fs1"}}, statemachine.Schedule{}}
+	for _, n := range names {
+		cmds = append(cmds, statemachine.GenLabel{Slave: "tape1", Job: statemachine.JobID(st.Prefix + "-1"), Name: n})
+	}
+	var labels []string
+	for _, c := range cmds {
+		evs, err := statemachine.Decide(st, c, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := statemachine.EncodeEvents(evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx, err := j.Append(journal.Entry{Type: journal.TypeEvents, Epoch: 1, Time: now.UnixNano(), Payload: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Apply(idx, evs)
+		for _, e := range evs {
+			if tl, ok := e.(statemachine.TapeLabeled); ok {
+				labels = append(labels, tl.Label)
+			}
+		}
+	}
+	return labels
+}
+
+// copyTree copies a directory tree (a master's data directory at rest).
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", from, to).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a %s %s: %v\n%s", from, to, err, out)
 	}
 }
 

@@ -211,6 +211,11 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 			out.Records = append(out.Records, *t)
 		}
 
+	case Merged:
+		if e.Index > s.Merged[e.Origin] {
+			s.Merged[e.Origin] = e.Index
+		}
+
 	default:
 		panic(fmt.Sprintf("statemachine: apply: unknown event %T", ev))
 	}

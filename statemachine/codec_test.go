@@ -28,6 +28,7 @@ func allEvents() []Event {
 		JobAdopted{Job: Job{ID: "fghij-2", Kind: KindRestore, Target: tgt, State: StateRunning, By: "adopted", Slave: "tape1", QueuedAt: 21,
 			UpdatedAt: 22, Volumes: 1, Bytes: 23, Restore: &RestoreSpec{To: "/r", AsOf: 24, Slave: "tape1", Plan: []Dump{{Volume: "user.alice", Tapes: []string{"abs-1"}}}},
 			Origin: "athena-crippled-x"}, Tapes: []HeldTape{{Label: "abs-3", Name: "A00003", Files: 2}}},
+		Merged{Origin: "fedcba", Index: 25},
 	}
 }
 

@@ -24,6 +24,7 @@ const (
 	EvTapeStateChanged  EventType = 9
 	EvDumpRecorded      EventType = 10
 	EvJobAdopted        EventType = 11
+	EvMerged            EventType = 12
 )
 
 // Event is a fact the master decided and journaled.
@@ -133,6 +134,7 @@ func (TapeLabeled) Type() EventType       { return EvTapeLabeled }
 func (TapeStateChanged) Type() EventType  { return EvTapeStateChanged }
 func (DumpRecorded) Type() EventType      { return EvDumpRecorded }
 func (JobAdopted) Type() EventType        { return EvJobAdopted }
+func (Merged) Type() EventType            { return EvMerged }
 
 // newEvent returns a pointer to a zero event of type t, for decoding.
 func newEvent(t EventType) (Event, bool) {
@@ -159,6 +161,8 @@ func newEvent(t EventType) (Event, bool) {
 		return &DumpRecorded{}, true
 	case EvJobAdopted:
 		return &JobAdopted{}, true
+	case EvMerged:
+		return &Merged{}, true
 	}
 	return nil, false
 }
@@ -188,6 +192,8 @@ func deref(e Event) Event {
 	case *DumpRecorded:
 		return *v
 	case *JobAdopted:
+		return *v
+	case *Merged:
 		return *v
 	}
 	return e

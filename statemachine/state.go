@@ -35,6 +35,7 @@ type State struct {
 	Ended    map[JobState]uint64 `msgpack:"ended"`     // count of jobs ended, by final state
 	Queued   uint64              `msgpack:"queued"`    // count of jobs ever queued
 	NextTape uint64              `msgpack:"next_tape"` // sequence of the next tape label
+	Merged   map[string]uint64   `msgpack:"merged"`    // last index merged of each crippled journal
 
 	// active counts the jobs in Jobs by state. It is derived (rebuilt by
 	// RestoreSnapshot), kept so that metrics need not walk every job.
@@ -76,6 +77,7 @@ func NewState(j JournalInfo) *State {
 		Jobs:     map[JobID]*Job{},
 		Slaves:   map[string]*Slave{},
 		Tapes:    map[string]*Tape{},
+		Merged:   map[string]uint64{},
 		Volumes:  map[string]*Volume{},
 		Ended:    map[JobState]uint64{},
 	}
@@ -175,6 +177,7 @@ type snapshot struct {
 	Ended    []uint64    `msgpack:"ended"` // indexed by JobState
 	Queued   uint64      `msgpack:"queued"`
 	NextTape uint64      `msgpack:"next_tape"`
+	Merged   []Merged    `msgpack:"merged,omitempty"` // by origin
 }
 
 func sortedValues[K cmp.Ordered, V any](m map[K]*V) []V {
@@ -196,6 +199,9 @@ func (s *State) Snapshot() ([]byte, error) {
 		Slaves:  sortedValues(s.Slaves),
 		Tapes:   sortedValues(s.Tapes),
 		Volumes: sortedValues(s.Volumes),
+	}
+	for _, o := range slices.Sorted(maps.Keys(s.Merged)) {
+		snap.Merged = append(snap.Merged, Merged{Origin: o, Index: s.Merged[o]})
 	}
 	for st, n := range s.Ended {
 		for int(st) >= len(snap.Ended) {
@@ -240,6 +246,9 @@ func RestoreSnapshot(b []byte) (*State, error) {
 	for i := range snap.Volumes {
 		v := &snap.Volumes[i]
 		s.Volumes[VolumeKey(v.Server, v.Partition, v.Name)] = v
+	}
+	for _, m := range snap.Merged {
+		s.Merged[m.Origin] = m.Index
 	}
 	for st, n := range snap.Ended {
 		if n != 0 {

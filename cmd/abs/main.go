@@ -33,6 +33,7 @@ type CLI struct {
 	Certs   certsCmd   `cmd:"" help:"Make a realm CA and node or operator certificates."`
 	Tape    tapeCmd    `cmd:"" help:"Make, list and extract cartridges of a file-backed tape library (no daemon needed)."`
 	Journal journalCmd `cmd:"" help:"Check or rebuild a master's data offline."`
+	Merge   mergeCmd   `cmd:"" help:"Merge a crippled master's journal into the stopped normal master's (offline)."`
 	Demo    demoCmd    `cmd:"" help:"Run the guided demo in a temporary directory (what 'make demo' runs)."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }

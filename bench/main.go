@@ -9,13 +9,25 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 )
 
 func main() {
 	dirFlag := flag.String("dir", "", "scratch directory (default: a temporary one, removed afterwards)")
-	only := flag.String("only", "", "run one section: journal, master or dump")
+	only := flag.String("only", "", "run one section: journal, master, merge or dump")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	dir := *dirFlag
 	if dir == "" {
 		d, err := os.MkdirTemp("", "abs-bench-")
@@ -34,6 +46,11 @@ func main() {
 	}
 	if *only == "" || *only == "master" {
 		if err := benchMaster(os.Stdout, filepath.Join(dir, "master")); err != nil {
+			fatal(err)
+		}
+	}
+	if *only == "" || *only == "merge" {
+		if err := benchMerge(os.Stdout, filepath.Join(dir, "merge")); err != nil {
 			fatal(err)
 		}
 	}

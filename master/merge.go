@@ -1,10 +1,12 @@
 package master
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,38 +116,67 @@ func Merge(opts MergeOptions) (MergeReport, error) {
 		return rep, err
 	}
 
+	// An offline tool with a large state: collect garbage less often.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	lookup := look.lookup()
 	killAfter, _ := strconv.ParseUint(os.Getenv(mergeKillAfterEnv), 10, 64)
 	next := j.LastIndex() + 1
+	// Appends are pipelined: the journal's writer commits what queued up
+	// while the loop decides the next records; the backlog is bounded by
+	// waiting for the oldest once maxBacklog are in flight.
+	const maxBacklog = 16384
 	var pending []*journal.Future
-	wait := func() error {
-		for _, f := range pending {
-			if _, err := f.Wait(); err != nil {
+	wait := func(keep int) error {
+		for len(pending) > keep {
+			if _, err := pending[0].Wait(); err != nil {
 				return err
 			}
+			pending = pending[1:]
 		}
-		pending = pending[:0]
 		if killAfter > 0 && rep.Written >= killAfter {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
 		}
 		return nil
 	}
-	err = cr.Scan(max(rep.AlreadyMerged+1, 2), func(rec journal.Record) error { // 1 is the identity record
-		if rec.Type != journal.TypeEvents {
-			return fmt.Errorf("crippled journal record %d has type %d where events were expected", rec.Index, rec.Type)
-		}
-		evs, err := statemachine.DecodeEvents(rec.Payload)
-		if err != nil {
-			return fmt.Errorf("crippled journal record %d: %w", rec.Index, err)
-		}
+	// Reading and decoding run in a goroutine of their own, ahead of the
+	// decisions: a merge uses two cores.
+	type decoded struct {
+		index   uint64
+		time    int64
+		payload []byte
+		evs     []statemachine.Event
+	}
+	recs := make(chan decoded, 1024)
+	stop := make(chan struct{})
+	defer close(stop)
+	var readErr error
+	go func() {
+		defer close(recs)
+		readErr = cr.Scan(max(rep.AlreadyMerged+1, 2), func(rec journal.Record) error { // 1 is the identity record
+			if rec.Type != journal.TypeEvents {
+				return fmt.Errorf("crippled journal record %d has type %d where events were expected", rec.Index, rec.Type)
+			}
+			evs, err := statemachine.DecodeEvents(rec.Payload)
+			if err != nil {
+				return fmt.Errorf("crippled journal record %d: %w", rec.Index, err)
+			}
+			select {
+			case recs <- decoded{rec.Index, rec.Time, slices.Clone(rec.Payload), evs}:
+				return nil
+			case <-stop:
+				return errStopScan
+			}
+		})
+	}()
+	for rec := range recs {
 		rep.Records++
-		rep.Events += uint64(len(evs))
-		out := statemachine.MergeRecord(st, origin, rec.Index, evs, names, lookup)
+		rep.Events += uint64(len(rec.evs))
+		out, verbatim := statemachine.MergeRecordVerbatim(st, origin, rec.index, rec.evs, names, lookup)
 		imported := out[:len(out)-1]
-		rep.Skipped += uint64(len(evs) - len(imported))
-		if len(imported) == 0 && rec.Index != rep.LastIndex {
-			return nil // nothing to import; the next marker covers it
+		rep.Skipped += uint64(len(rec.evs) - len(imported))
+		if len(imported) == 0 && rec.index != rep.LastIndex {
+			continue // nothing to import; the next marker covers it
 		}
 		for _, e := range imported {
 			switch e := e.(type) {
@@ -158,24 +189,33 @@ func Merge(opts MergeOptions) (MergeReport, error) {
 				rep.Tapes++
 			case statemachine.DumpRecorded:
 				rep.Dumps++
-				look.imported = append(look.imported, e.Dump)
+				look.dumps[dumpKey(e.Dump)] = true
 			}
 		}
-		payload, err := statemachine.EncodeEvents(out)
-		if err != nil {
-			return err
+		var payload []byte
+		if verbatim {
+			payload, err = statemachine.AppendMerged(rec.payload, out[len(out)-1].(statemachine.Merged))
+		} else {
+			payload, err = statemachine.EncodeEvents(out)
 		}
-		pending = append(pending, j.Submit(journal.Entry{Type: journal.TypeEvents, Epoch: st.Master.Epoch, Time: rec.Time, Payload: payload}))
+		if err != nil {
+			return rep, err
+		}
+		pending = append(pending, j.Submit(journal.Entry{Type: journal.TypeEvents, Epoch: st.Master.Epoch, Time: rec.time, Payload: payload}))
 		st.Apply(next, out)
 		next++
 		rep.Written++
-		if len(pending) >= 256 || (killAfter > 0 && rep.Written >= killAfter) {
-			return wait()
+		keep := maxBacklog
+		if killAfter > 0 && rep.Written >= killAfter {
+			keep = 0
 		}
-		return nil
-	})
+		if err = wait(keep); err != nil {
+			return rep, err
+		}
+	}
+	err = scanDone(readErr)
 	if err == nil {
-		err = wait()
+		err = wait(0)
 	}
 	if err != nil {
 		return rep, err
@@ -188,9 +228,13 @@ func Merge(opts MergeOptions) (MergeReport, error) {
 // only: every job and dump up to its applied index), the journal's tail
 // past it, and what this merge imported.
 type mergeLook struct {
-	cat      *catalog.Catalog // nil when the master has no catalog yet
-	tail     []statemachine.Dump
-	imported []statemachine.Dump
+	cat   *catalog.Catalog // nil when the master has no catalog yet
+	dumps map[string]bool  // dumpKey of dumps in the journal past the catalog, and imported
+}
+
+// dumpKey names a dump record's tape file (statemachine.SameDump).
+func dumpKey(d statemachine.Dump) string {
+	return fmt.Sprintf("%s/%s/%s/%d/%d/%s", d.Server, d.Partition, d.Volume, d.DumpDate, d.File, strings.Join(d.Tapes, ","))
 }
 
 func (l *mergeLook) lookup() statemachine.MergeLookup {
@@ -203,14 +247,13 @@ func (l *mergeLook) lookup() statemachine.MergeLookup {
 			return err == nil && found
 		},
 		KnowsDump: func(d statemachine.Dump) bool {
-			same := func(o statemachine.Dump) bool { return statemachine.SameDump(o, d) }
-			if slices.ContainsFunc(l.tail, same) || slices.ContainsFunc(l.imported, same) {
+			if l.dumps[dumpKey(d)] {
 				return true
 			}
 			found := false
 			if l.cat != nil {
 				l.cat.Dumps(d.Server, d.Partition, d.Volume, func(r statemachine.DumpRecord) bool {
-					found = same(r.Dump)
+					found = statemachine.SameDump(r.Dump, d)
 					return !found
 				})
 			}
@@ -228,7 +271,7 @@ func mergeState(dataDir string) (*statemachine.State, *mergeLook, func(), error)
 	}
 	info := journalInfo(r.Identity())
 	st := statemachine.NewState(info)
-	ml := &mergeLook{}
+	ml := &mergeLook{dumps: map[string]bool{}}
 	closeFn := func() {}
 	applied := uint64(0)
 	if cat, err := catalog.Open(filepath.Join(dataDir, CatalogDir), catalog.Options{ReadOnly: true}); err == nil {
@@ -249,7 +292,7 @@ func mergeState(dataDir string) (*statemachine.State, *mergeLook, func(), error)
 		}
 		for _, rec := range out.Records {
 			if d, ok := rec.(statemachine.DumpRecord); ok {
-				ml.tail = append(ml.tail, d.Dump)
+				ml.dumps[dumpKey(d.Dump)] = true
 			}
 		}
 		return nil
@@ -270,7 +313,11 @@ func mergeNames(cr *journal.Reader, st *statemachine.State, from uint64, opts Me
 	}
 	labels := map[string]label{}
 	var order []string
+	labeled := []byte{0x92, byte(statemachine.EvTapeLabeled)} // an event [type, body] of type TapeLabeled, as EncodeEvents writes it
 	err := cr.Scan(max(from+1, 2), func(rec journal.Record) error {
+		if !bytes.Contains(rec.Payload, labeled) {
+			return nil
+		}
 		evs, err := statemachine.DecodeEvents(rec.Payload)
 		if err != nil {
 			return fmt.Errorf("crippled journal record %d: %w", rec.Index, err)

@@ -153,20 +153,20 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 			s.NextTape = e.Seq + 1
 		}
 		t := &Tape{Label: e.Label, Name: e.Name, State: TapeReserved, Job: e.Job, Slave: e.Slave, UpdatedAt: e.At}
-		s.Tapes[e.Label] = t
+		s.setTape(t)
 		out.Records = append(out.Records, *t)
 
 	case TapeStateChanged:
-		t, ok := s.Tapes[e.Label]
-		if !ok {
-			t = &Tape{Label: e.Label}
-			s.Tapes[e.Label] = t
+		t := &Tape{Label: e.Label}
+		if old, ok := s.Tapes[e.Label]; ok {
+			*t = *old
 		}
 		t.State = e.State
 		if e.State != TapeReserved {
 			t.Job = ""
 		}
 		t.UpdatedAt = e.At
+		s.setTape(t)
 		out.Records = append(out.Records, *t)
 
 	case DumpRecorded:
@@ -207,7 +207,7 @@ func (s *State) apply(index uint64, ev Event, out *Output) {
 		out.Records = append(out.Records, *j)
 		for _, h := range e.Tapes {
 			t := &Tape{Label: h.Label, Name: h.Name, State: TapeReserved, Job: j.ID, Slave: j.Slave, Files: h.Files, UpdatedAt: j.UpdatedAt}
-			s.Tapes[h.Label] = t
+			s.setTape(t)
 			out.Records = append(out.Records, *t)
 		}
 

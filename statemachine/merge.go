@@ -1,6 +1,12 @@
 package statemachine
 
-import "slices"
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
 
 // Merging a crippled journal (abs merge): each record of the crippled
 // journal is replayed into this journal as one record holding the events
@@ -46,9 +52,23 @@ func (s *State) MergedUpTo(origin string) uint64 { return s.Merged[origin] }
 // The result ends with the Merged marker; it is nil when the record was
 // merged already.
 func MergeRecord(s *State, origin string, index uint64, evs []Event, names map[string]string, look MergeLookup) []Event {
+	out, _ := mergeRecord(s, origin, index, evs, names, look)
+	return out
+}
+
+// MergeRecordVerbatim is MergeRecord, also reporting whether the events
+// before the marker are evs themselves, unchanged: the record's payload can
+// then be reused with the marker appended (AppendMerged) instead of
+// encoding the events again.
+func MergeRecordVerbatim(s *State, origin string, index uint64, evs []Event, names map[string]string, look MergeLookup) ([]Event, bool) {
+	return mergeRecord(s, origin, index, evs, names, look)
+}
+
+func mergeRecord(s *State, origin string, index uint64, evs []Event, names map[string]string, look MergeLookup) ([]Event, bool) {
 	if index <= s.Merged[origin] {
-		return nil
+		return nil, false
 	}
+	changed := false
 	knows := func(id JobID) bool {
 		if _, ok := s.Job(id); ok {
 			return true
@@ -91,6 +111,7 @@ func MergeRecord(s *State, origin string, index uint64, evs []Event, names map[s
 			if !knows(e.Job.ID) {
 				if e.Job.Origin == "" {
 					e.Job.Origin = origin
+					changed = true
 				}
 				out = append(out, e)
 			}
@@ -105,6 +126,7 @@ func MergeRecord(s *State, origin string, index uint64, evs []Event, names map[s
 						tapes = append(tapes, h)
 					}
 				}
+				changed = changed || len(tapes) != len(e.Tapes) || !slices.Equal(tapes, e.Tapes)
 				e.Tapes = tapes
 				out = append(out, e)
 			}
@@ -130,6 +152,7 @@ func MergeRecord(s *State, origin string, index uint64, evs []Event, names map[s
 					e.Name = n
 				}
 				e.Seq = 0 // a sequence of the crippled journal's, not this one's
+				changed = true
 				out = append(out, e)
 			}
 		case TapeStateChanged:
@@ -144,7 +167,49 @@ func MergeRecord(s *State, origin string, index uint64, evs []Event, names map[s
 			// the crippled master's own incarnations and registrations
 		}
 	}
-	return append(out, Merged{Origin: origin, Index: index})
+	verbatim := !changed && len(out) == len(evs)
+	return append(out, Merged{Origin: origin, Index: index}), verbatim
+}
+
+// AppendMerged returns payload (an EncodeEvents payload of N events) with
+// the Merged marker m appended as event N+1: the bytes EncodeEvents would
+// give for the N events and m.
+func AppendMerged(payload []byte, m Merged) ([]byte, error) {
+	dec := msgpack.NewDecoder(bytes.NewReader(payload))
+	n, err := dec.DecodeArrayLen()
+	if err != nil || n < 0 || n >= maxEvents {
+		return nil, fmt.Errorf("%w: not an events payload", ErrBadEvents)
+	}
+	body := payload[arrayHeaderLen(n):]
+	var buf bytes.Buffer
+	buf.Grow(len(payload) + 64)
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	if err := enc.EncodeArrayLen(n + 1); err != nil {
+		return nil, err
+	}
+	buf.Write(body)
+	if err := enc.EncodeArrayLen(2); err != nil {
+		return nil, err
+	}
+	if err := enc.EncodeUint(uint64(m.Type())); err != nil {
+		return nil, err
+	}
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// arrayHeaderLen is the size of msgpack's header of an n-element array.
+func arrayHeaderLen(n int) int {
+	switch {
+	case n < 16:
+		return 1
+	case n < 1<<16:
+		return 3
+	}
+	return 5
 }
 
 // SameDump reports whether two dump records name the same tape file.

@@ -118,3 +118,30 @@ func TestMergeCrippledJournal(t *testing.T) {
 		t.Fatalf("a dump the catalog knows was imported again: %+v", v)
 	}
 }
+
+// TestAppendMerged: a payload with the marker appended is exactly what
+// EncodeEvents gives for the events and the marker, for every header size.
+func TestAppendMerged(t *testing.T) {
+	m := Merged{Origin: "fedcba", Index: 1 << 40}
+	for _, n := range []int{0, 1, 15, 16, 17, 300} {
+		evs := make([]Event, n)
+		for i := range evs {
+			evs[i] = JobProgress{ID: "abcde-1", Slave: "tape1", Seq: uint64(i), At: int64(i)}
+		}
+		p, err := EncodeEvents(evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := AppendMerged(p, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := EncodeEvents(append(evs, m))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%d events: AppendMerged differs from EncodeEvents", n)
+		}
+	}
+	if _, err := AppendMerged([]byte{0xc1}, m); err == nil {
+		t.Fatal("AppendMerged accepted a payload that is not an events array")
+	}
+}

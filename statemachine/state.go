@@ -44,6 +44,33 @@ type State struct {
 	// queued job be dispatched (a job queued or ended, a slave registered),
 	// and cleared by NeedsSchedule. Derived, not part of a snapshot.
 	schedulable bool
+	// Tape indices, derived (setTape keeps them, RestoreSnapshot rebuilds
+	// them), so that labeling and a job's end cost no walk of every tape:
+	// the label a cartridge name was last given, and the labels each job
+	// has reserved.
+	byName   map[string]string
+	reserved map[JobID]map[string]bool
+}
+
+// setTape stores t (a new value, not the pointer already stored) and keeps
+// the tape indices.
+func (s *State) setTape(t *Tape) {
+	if old, ok := s.Tapes[t.Label]; ok && old.State == TapeReserved {
+		delete(s.reserved[old.Job], t.Label)
+		if len(s.reserved[old.Job]) == 0 {
+			delete(s.reserved, old.Job)
+		}
+	}
+	s.Tapes[t.Label] = t
+	if t.State == TapeReserved {
+		if s.reserved[t.Job] == nil {
+			s.reserved[t.Job] = map[string]bool{}
+		}
+		s.reserved[t.Job][t.Label] = true
+	}
+	if t.Name != "" {
+		s.byName[t.Name] = t.Label
+	}
 }
 
 // setState moves a job to state st, keeping the counts.
@@ -80,6 +107,8 @@ func NewState(j JournalInfo) *State {
 		Merged:   map[string]uint64{},
 		Volumes:  map[string]*Volume{},
 		Ended:    map[JobState]uint64{},
+		byName:   map[string]string{},
+		reserved: map[JobID]map[string]bool{},
 	}
 }
 
@@ -241,7 +270,7 @@ func RestoreSnapshot(b []byte) (*State, error) {
 		s.Slaves[snap.Slaves[i].Name] = &snap.Slaves[i]
 	}
 	for i := range snap.Tapes {
-		s.Tapes[snap.Tapes[i].Label] = &snap.Tapes[i]
+		s.setTape(&snap.Tapes[i])
 	}
 	for i := range snap.Volumes {
 		v := &snap.Volumes[i]

@@ -2,6 +2,7 @@ package statemachine
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -135,8 +136,11 @@ func decideGenLabel(s *State, c GenLabel, at int64) ([]Event, error) {
 		return nil, err
 	}
 	if c.Name != "" {
-		for _, t := range s.Tapes {
-			if t.Name == c.Name && t.State != TapeExpired {
+		// Only the last label a name was given can be live: a name is
+		// labeled again only once its tape expired, and tapes never leave
+		// expired.
+		if label, ok := s.byName[c.Name]; ok {
+			if t := s.Tapes[label]; t.State != TapeExpired {
 				return nil, refuse(FailedPrecondition, "cartridge %s already carries label %s (%s): it is not blank", c.Name, t.Label, t.State)
 			}
 		}
@@ -172,13 +176,7 @@ func checkDumpTapes(s *State, job JobID, d Dump) error {
 // VALID, empty ones EXPIRED (labeled, reusable after an explicit erase).
 // The order is by label, so the decision is deterministic.
 func releaseTapes(s *State, job JobID, at int64) []Event {
-	var labels []string
-	for label, t := range s.Tapes {
-		if t.State == TapeReserved && t.Job == job {
-			labels = append(labels, label)
-		}
-	}
-	slices.Sort(labels)
+	labels := slices.Sorted(maps.Keys(s.reserved[job]))
 	var evs []Event
 	for _, label := range labels {
 		st := TapeExpired

@@ -44,7 +44,14 @@ type ptyShell struct {
 
 func startShell(t *testing.T, env []string, args ...string) *ptyShell {
 	t.Helper()
-	cmd := exec.Command(Binary(t), append([]string{"shell"}, args...)...)
+	return startPty(t, env, append([]string{"shell"}, args...)...)
+}
+
+// startPty runs abs with args on a pseudo-terminal read through a terminal
+// emulator.
+func startPty(t *testing.T, env []string, args ...string) *ptyShell {
+	t.Helper()
+	cmd := exec.Command(Binary(t), args...)
 	cmd.Env = append(os.Environ(), append(env, "TERM=xterm")...)
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: shellRows, Cols: shellCols})
 	if err != nil {
@@ -438,4 +445,32 @@ func TestShellNonInteractive(t *testing.T) {
 	if res.Code != 0 || !strings.Contains(res.Stdout, "dump volume") || !strings.Contains(res.Stdout, "Usage: abs restore volume --to=DIR <name>") || strings.Contains(res.Stdout, "master --config") {
 		t.Fatalf("help: exit %d\nstdout:\n%s\nstderr:\n%s", res.Code, res.Stdout, res.Stderr)
 	}
+}
+
+// TestCrippledMasterOffersShell: a crippled master started on a terminal
+// with an operator certificate serves and offers the operator shell right
+// there, logging to a file; Ctrl-C at the prompt does not stop it, and
+// leaving the shell stops the master (exit 0, its journal lock released).
+func TestCrippledMasterOffersShell(t *testing.T) {
+	realm := NewRealm(t)
+	m := realm.NewMaster(t, "spare")
+	sh := startPty(t, realm.OperatorEnv(m), "master", "--config", m.Config, "--crippled")
+	sh.waitText("serving on " + m.Addr)
+	sh.waitText("the operator shell follows")
+	sh.prompt()
+	sh.send("\x03") // Ctrl-C at the prompt
+	sh.prompt()
+	sh.send("status\r")
+	sh.waitText("crippled mode")
+	sh.prompt()
+	sh.send("\x04")
+	if code := sh.exit(); code != 0 {
+		t.Fatalf("leaving the shell: exit %d\n%s", code, sh.transcript())
+	}
+	if b, err := os.ReadFile(filepath.Join(m.Data, "master.log")); err != nil || !strings.Contains(string(b), "serving") {
+		t.Fatalf("master.log: %v\n%s", err, b)
+	}
+	m.Args = []string{"--crippled"} // the journal is free: it starts again (as a daemon: no terminal)
+	m.Start(t)
+	m.Kill(t)
 }

@@ -1,12 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
+
+	"golang.org/x/term"
 
 	"github.com/abs-backup/abs/cluster"
 	"github.com/abs-backup/abs/master"
@@ -17,6 +23,7 @@ type masterCmd struct {
 	LogLevel string `default:"info" enum:"debug,info,warn,error" help:"Log level (${enum})."`
 	Crippled bool   `help:"Run a crippled master: its own journal in node.data (use a new directory), no catalog, a dump log."`
 	Disaster bool   `default:"true" negatable:"" help:"With --crippled: accept any slave of the realm and adopt any job a slave reports (default; --no-disaster accepts only cluster.slaves)."`
+	NoShell  bool   `name:"no-shell" help:"With --crippled on a terminal: do not offer the operator shell (run as a daemon)."`
 }
 
 func (c *masterCmd) Help() string {
@@ -39,6 +46,9 @@ that carry an abs label are unknown media to it: only blank tapes are written.
 In disaster mode (the default) it accepts any slave of the realm and adopts
 the jobs slaves report. Point the slaves at it (config master: and SIGHUP);
 afterwards, with the normal master stopped, abs merge brings its journal back.
+Started on a terminal with an operator certificate (--certs or ABS_CERTS),
+the crippled master offers the operator shell (abs shell) right there and
+logs to node.data/master.log; leaving the shell stops the master.
 
 Example config:
 
@@ -53,10 +63,16 @@ Example config:
     certs: /etc/abs/green-acres`
 }
 
-func (c *masterCmd) Run(ctx context.Context) error {
+func (c *masterCmd) Run(ctx context.Context, g *Globals) error {
 	cfg, err := cluster.Load(c.Config)
 	if err != nil {
 		return err
+	}
+	if c.Crippled && !c.NoShell && term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd())) {
+		if g.Certs != "" {
+			return c.runWithShell(ctx, cfg, g)
+		}
+		fmt.Fprintln(os.Stderr, "abs master: give --certs (or ABS_CERTS) with an operator certificate to get the operator shell here; running as a daemon")
 	}
 	log := daemonLogger(c.LogLevel)
 	err = master.Run(ctx, cfg, master.Options{Logger: log, Ready: os.Stdout, Crippled: c.Crippled, Disaster: c.Crippled && c.Disaster})
@@ -64,6 +80,63 @@ func (c *masterCmd) Run(ctx context.Context) error {
 		return fmt.Errorf("master %s: %w", cfg.Node.Name, err)
 	}
 	return nil
+}
+
+// runWithShell runs a crippled master in this process, logging to a file,
+// and the operator shell on the terminal against it; leaving the shell
+// (exit, Ctrl-D) stops the master. Ctrl-C belongs to the shell's command.
+func (c *masterCmd) runWithShell(ctx context.Context, cfg *cluster.Config, g *Globals) error {
+	if err := os.MkdirAll(cfg.Node.Data, 0o700); err != nil {
+		return fmt.Errorf("master: data directory: %w", err)
+	}
+	logPath := filepath.Join(cfg.Node.Data, "master.log")
+	lf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	log := slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.WithoutCancel(ctx), syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready, readyW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- master.Run(ctx, cfg, master.Options{Logger: log, Ready: readyW, Crippled: true, Disaster: c.Disaster})
+		readyW.Close()
+	}()
+	sc := bufio.NewScanner(ready)
+	addr := ""
+	for addr == "" && sc.Scan() {
+		line := sc.Text()
+		fmt.Println(line)
+		if _, rest, ok := strings.Cut(line, " serving on "); ok {
+			addr, _, _ = strings.Cut(rest, " ")
+		}
+	}
+	if addr == "" {
+		if err := <-done; err != nil {
+			return fmt.Errorf("master %s: %w", cfg.Node.Name, err)
+		}
+		return fmt.Errorf("master %s stopped before serving (see %s)", cfg.Node.Name, logPath)
+	}
+	go func() {
+		for sc.Scan() {
+			fmt.Println(sc.Text())
+		}
+	}()
+	fmt.Printf("logging to %s; the operator shell follows (help lists commands; exit or Ctrl-D stops the master)\n", logPath)
+	sg := *g
+	sg.MasterAddr = addr
+	shellErr := runShell(ctx, &sg, os.Stdin, os.Stdout, shellOptions{})
+	cancel()
+	if err := <-done; err != nil {
+		return fmt.Errorf("master %s: %w", cfg.Node.Name, err)
+	}
+	return shellErr
 }
 
 // daemonLogger is a daemon's structured log on stderr. It also makes the

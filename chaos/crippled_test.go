@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"os"
@@ -12,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/metadata"
+
+	"github.com/abs-backup/abs/api"
+	"github.com/abs-backup/abs/cluster"
 	"github.com/abs-backup/abs/fixtures"
 	"github.com/abs-backup/abs/journal"
 	"github.com/abs-backup/abs/statemachine"
@@ -67,6 +72,17 @@ func TestCrippledMode(t *testing.T) {
 	}
 	sp.cmd.Process.Signal(syscall.SIGHUP)
 	sp.waitLine(t, "registered with "+spare.Addr)
+	// Disaster mode: a slave of the realm that cluster.slaves does not list
+	// is accepted (the normal master refuses it: TestRegisterDevice).
+	cfgC, err := cluster.Load(spare.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tape9 := slaveClient(t, realm.Issue(t, "slave", "tape9"), spare.Addr)
+	hashCtx := metadata.AppendToOutgoingContext(context.Background(), "abs-cluster-hash", cfgC.Cluster.Hash())
+	if _, err := tape9.RegisterDevice(hashCtx, &api.RegisterDeviceRequest{Name: "tape9", Addr: "127.0.0.1:1", Drives: 1}); err != nil {
+		t.Fatalf("the crippled master in disaster mode refused slave tape9 of the realm: %v", err)
+	}
 
 	// Both jobs are adopted, with the normal journal as their origin.
 	jobs := jobsOf(t, envC)

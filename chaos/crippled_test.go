@@ -359,3 +359,45 @@ func sortedLines(s string) string {
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }
+
+// TestMasterReplacedAtSameAddress: the normal master dies mid-job and a
+// crippled master is started at the same address (the same name moved to
+// it), with no change to the slave's config and no SIGHUP. The slave's next
+// report is refused as from a slave this master does not know; the slave
+// registers again, the crippled master adopts the job, and it finishes
+// there with nothing dropped.
+func TestMasterReplacedAtSameAddress(t *testing.T) {
+	t.Parallel()
+	realm := NewRealm(t)
+	normal := masterFor(t, realm, "normal")
+	normal.Start(t)
+	defer normal.Kill(t)
+	s := newSlaveSetup(t, realm, normal, 4, smallPartition, func(dir, certs, partition string) string {
+		return switchConfigSleep(normal.Addr, dir, certs, partition, 2)
+	})
+	sp := startSlave(t, s.config)
+	sp.waitLine(t, "registered with "+normal.Addr)
+	job := s.detach(t, "server", "fs1", "--level", "full")
+	waitCheckpoints(t, s.env, realm.Operator(t, normal.Addr), job, len(s.vols), s.config+".log")
+	normal.Kill(t)
+
+	cfg, err := os.ReadFile(normal.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spare := &Master{Name: "spare", Addr: normal.Addr, Metrics: fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		Data: filepath.Join(t.TempDir(), "spare"), Config: filepath.Join(t.TempDir(), "spare.yaml"), Args: []string{"--crippled"}}
+	text := strings.Replace(strings.Replace(string(cfg), normal.Data, spare.Data, 1), normal.Metrics, spare.Metrics, 1)
+	if err := os.WriteFile(spare.Config, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spare.Start(t)
+	defer spare.Kill(t)
+	end := waitJob(t, realm.Operator(t, spare.Addr), job, 30*time.Second, "done at the crippled master", func(j jobRec) bool { return j.State == "done" })
+	if end.Volumes != int64(len(s.vols)+2) || !strings.Contains(s.slaveLog(), "registering again") || strings.Contains(s.slaveLog(), "the master refused a report") {
+		t.Fatalf("job %s at the crippled master at the same address: %+v\n%s", job, end, s.slaveLog())
+	}
+	if got := recordVolumes(jobRecords(reportOf(t, realm.OperatorEnv(spare)), job)); !slices.Equal(got, []string{"s1", "s2"}) {
+		t.Fatalf("the crippled master recorded %v of job %s, want [s1 s2]", got, job)
+	}
+}

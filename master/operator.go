@@ -44,6 +44,8 @@ func rpcError(err error) error {
 			code = codes.FailedPrecondition
 		case statemachine.Unavailable:
 			code = codes.Unavailable
+		case statemachine.Unregistered:
+			code = codes.Unauthenticated // the slave must register (again) before this call
 		}
 		return status.Error(code, r.Msg)
 	}

@@ -205,9 +205,10 @@ func (s *Slave) switchMaster(ctx context.Context, cfg *Config) {
 	rctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	s.master = cfg.Cluster.Master
-	if s.regAddr != cfg.Cluster.Master {
-		s.regAddr, s.regJournal = "", ""
-	}
+	// Reports and orders wait until this registration succeeds (a master
+	// at the same address may be another one: it must adopt the jobs
+	// before it hears of them).
+	s.regAddr, s.regJournal = "", ""
 	go s.register(rctx, cfg)
 }
 

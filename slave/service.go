@@ -227,7 +227,20 @@ func (s *Slave) call(ctx context.Context, f func(context.Context, api.MasterServ
 	ctx = metadata.AppendToOutgoingContext(ctx, ClusterHashKey, cfg.Cluster.Hash())
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return f(ctx, api.NewMasterServiceClient(conn), cfg)
+	err = f(ctx, api.NewMasterServiceClient(conn), cfg)
+	if status.Code(err) == codes.Unauthenticated {
+		// The master at that address does not know this slave: another
+		// master took its place there (a crippled one, a restored copy).
+		// Register again; the call is retried once that is done.
+		s.mu.Lock()
+		stale := s.regAddr == cfg.Cluster.Master && s.cfg == cfg
+		s.mu.Unlock()
+		if stale {
+			s.log.Warn("the master does not know this slave; registering again", "master", cfg.Cluster.Master, "err", err)
+			s.switchMaster(s.ctx, cfg)
+		}
+	}
+	return err
 }
 
 // deliver sends one owed report to the current master.

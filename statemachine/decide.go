@@ -369,7 +369,7 @@ func decideSchedule(s *State, at int64) []Event {
 func decideReport(s *State, c Report, at int64) ([]Event, error) {
 	sl, ok := s.Slaves[c.Slave]
 	if !ok {
-		return nil, refuse(NotFound, "slave %s has not registered with this master", c.Slave)
+		return nil, refuse(Unregistered, "slave %s has not registered with this master", c.Slave)
 	}
 	if c.Seq != 0 && c.Seq <= sl.LastSeq {
 		return nil, nil // duplicate or reordered: already applied

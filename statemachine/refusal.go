@@ -14,6 +14,7 @@ const (
 	NotFound           Code = 2 // it names something that does not exist
 	FailedPrecondition Code = 3 // valid, but not in the current state
 	Unavailable        Code = 4 // not now (e.g. the master is stopping)
+	Unregistered       Code = 5 // a slave this master does not know: it must register (again)
 )
 
 func (c Code) String() string {
@@ -26,6 +27,8 @@ func (c Code) String() string {
 		return "failed precondition"
 	case Unavailable:
 		return "unavailable"
+	case Unregistered:
+		return "unregistered"
 	}
 	return fmt.Sprintf("code(%d)", uint8(c))
 }

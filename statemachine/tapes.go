@@ -115,6 +115,9 @@ func (s *State) tapeLabel(seq uint64) string {
 
 // writingJob returns the job a slave may write tapes for.
 func writingJob(s *State, slave string, id JobID) (*Job, error) {
+	if _, ok := s.Slaves[slave]; !ok {
+		return nil, refuse(Unregistered, "slave %s has not registered with this master", slave)
+	}
 	j, ok := s.Jobs[id]
 	if !ok {
 		return nil, refuse(NotFound, "no job %s in progress", id)

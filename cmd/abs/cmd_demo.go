@@ -31,8 +31,10 @@ separate processes on loopback: a realm CA and certificates; a master and two
 media slaves with file-backed tape libraries; generated volumes (the fixtures
 generator, seeded); full dumps, changes, an incremental; a restore verified
 identical; the volume report and the tapes; SIGKILL of the master and a
-restart that keeps everything; a cartridge read with no daemon; the journal
-and catalog verified offline. Then it cleans up.`
+restart that keeps everything; the master lost: a crippled master, the slaves
+re-pointed, a dump and a restore by tape and file from its dump log, then abs
+merge back into the normal master; a cartridge read with no daemon; the
+journal and catalog verified offline. Then it cleans up.`
 }
 
 // demo narrates each step and runs the abs binary itself for each command,
@@ -42,6 +44,7 @@ type demo struct {
 	env       []string
 	master    *exec.Cmd
 	slaves    []*exec.Cmd
+	slaveRegs []chan string // each slave's "registered with" lines
 	addr      string
 	metrics   string
 	out       io.Writer
@@ -71,7 +74,8 @@ func (c *demoCmd) Run() error {
 		return fail(exitFailed, "demo failed: %v (files in %s)", err, dir)
 	}
 	fmt.Fprintf(d.out, "\ndemo finished in %s: volumes dumped (full, incremental) to file-backed tapes by two slaves,\n"+
-		"a volume restored identical, everything kept across SIGKILL, journal and catalog verified. Files were in %s.\n",
+		"a volume restored identical, everything kept across SIGKILL, a crippled master's dump merged back,\n"+
+		"journal and catalog verified. Files were in %s.\n",
 		time.Since(start).Round(time.Millisecond), d.dir)
 	return nil
 }
@@ -207,18 +211,9 @@ func (d *demo) run() error {
 	if _, err := d.abs("restore", "volume", "user.v001", "--server", "fs1", "--partition", "vicepa", "--to", target); err != nil {
 		return err
 	}
-	live, err := fixtures.Scan(vicepa[0])
-	if err != nil {
+	if err := d.sameTree(vicepa[0], target); err != nil {
 		return err
 	}
-	got, err := fixtures.Scan(target)
-	if err != nil {
-		return err
-	}
-	if diff := live.Diff(got, fixtures.DiffOptions{MTimePrecision: time.Second}); len(diff) > 0 {
-		return fmt.Errorf("the restored volume differs:\n%s", strings.Join(diff, "\n"))
-	}
-	fmt.Fprintf(d.out, "restored tree is identical to the live volume: %d entries (contents, modes, mtimes, symlinks, deletions)\n", len(live))
 
 	d.step("a bad request is refused and changes nothing")
 	if _, err := d.abs("dump", "volume", "bad/name", "--detach"); err == nil {
@@ -241,6 +236,9 @@ func (d *demo) run() error {
 	if _, err := d.abs("status"); err != nil {
 		return err
 	}
+	if err := d.crippledEpisode(paths, port, mport, vicepa[1]); err != nil {
+		return err
+	}
 	d.step("the last-resort path: read a cartridge with no daemon at all")
 	if _, err := d.abs("tape", "ls", filepath.Join(d.dir, "tapes1", "A00001.tape")); err != nil {
 		return err
@@ -252,30 +250,152 @@ func (d *demo) run() error {
 	return err
 }
 
+// crippledEpisode: the master's host is lost; a crippled master takes over
+// at another address, the slaves follow it, a dump and a restore by tape
+// and file happen there; then back to normal with abs merge.
+func (d *demo) crippledEpisode(paths map[string]string, port, mport int, vol string) error {
+	d.step("disaster: the master is gone (kill -9). A crippled master starts on another data directory and port;\n" +
+		"   the slaves follow it (their config's master:, then SIGHUP)")
+	d.stopMaster()
+	cport, err := freePort()
+	if err != nil {
+		return err
+	}
+	cmport, err := freePort()
+	if err != nil {
+		return err
+	}
+	crippled := demoConfigs(d.dir, cport, cmport)
+	spare := strings.Replace(crippled["master"], "data: "+d.dir+"/master", "data: "+d.dir+"/spare", 1)
+	spareCfg := filepath.Join(d.dir, "spare.yaml")
+	if err := os.WriteFile(spareCfg, []byte(spare), 0o644); err != nil {
+		return err
+	}
+	if err := d.startMasterArgs(spareCfg, "--crippled"); err != nil {
+		return err
+	}
+	normalEnv := d.env
+	d.env = []string{"ABS_MASTER=127.0.0.1:" + strconv.Itoa(cport), normalEnv[1]}
+	if err := d.repoint(paths, crippled); err != nil {
+		return err
+	}
+	name := filepath.Base(vol)
+	if _, err := d.abs("dump", "volume", name, "--server", "fs1", "--partition", "vicepa", "--level", "full"); err != nil {
+		return err
+	}
+	dumpLog := filepath.Join(d.dir, "spare", "dumplog")
+	b, err := os.ReadFile(dumpLog)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "$ grep %s %s\n%s", name, dumpLog, b)
+	f := strings.Split(strings.TrimSpace(string(b)), "\t")
+	if len(f) != 9 {
+		return fmt.Errorf("the dump log line has %d columns, want 9: %q", len(f), b)
+	}
+	target := filepath.Join(d.dir, "restored-crippled", name)
+	if _, err := d.abs("restore", "volume", name, "--server", "fs1", "--partition", "vicepa", "--to", target, "--tape", f[2], "--file", f[6]); err != nil {
+		return err
+	}
+	if err := d.sameTree(vol, target); err != nil {
+		return err
+	}
+
+	d.step("back to normal: stop the crippled master, merge its journal into the (stopped) normal master's,\n" +
+		"   start the normal master and point the slaves back at it")
+	d.stopMaster()
+	if _, err := d.abs("merge", "--from", filepath.Join(d.dir, "spare"), "--into", filepath.Join(d.dir, "master")); err != nil {
+		return err
+	}
+	if _, err := d.abs("merge", "--from", filepath.Join(d.dir, "spare"), "--into", filepath.Join(d.dir, "master")); err != nil {
+		return err
+	}
+	if err := d.startMaster(paths["master"]); err != nil {
+		return err
+	}
+	d.env = normalEnv
+	if err := d.repoint(paths, demoConfigs(d.dir, port, mport)); err != nil {
+		return err
+	}
+	out, err := d.abs("report", "--volume", name)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, strings.TrimSpace(string(b))) {
+		return fmt.Errorf("the merged report lacks the crippled-mode dump %q", b)
+	}
+	return nil
+}
+
+// repoint rewrites the slaves' configs and sends them SIGHUP, then waits
+// until each has registered with the master d.env names.
+func (d *demo) repoint(paths, cfgs map[string]string) error {
+	addr := strings.TrimPrefix(d.env[0], "ABS_MASTER=")
+	for i, name := range []string{"tape1", "tape2"} {
+		if err := os.WriteFile(paths[name], []byte(cfgs[name]), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(d.out, "kill -HUP %d   # %s now names master %s\n", d.slaves[i].Process.Pid, name, addr)
+		d.slaves[i].Process.Signal(syscall.SIGHUP)
+	}
+	for i := range d.slaves {
+		for registered := false; !registered; {
+			select {
+			case line := <-d.slaveRegs[i]:
+				if registered = strings.Contains(line, "registered with "+addr); registered {
+					fmt.Fprintln(d.out, line)
+				}
+			case <-time.After(30 * time.Second):
+				return fmt.Errorf("slave %d did not register with %s within 30s", i+1, addr)
+			}
+		}
+	}
+	return nil
+}
+
+// sameTree checks that a restored tree equals the live one.
+func (d *demo) sameTree(live, restored string) error {
+	want, err := fixtures.Scan(live)
+	if err != nil {
+		return err
+	}
+	got, err := fixtures.Scan(restored)
+	if err != nil {
+		return err
+	}
+	if diff := want.Diff(got, fixtures.DiffOptions{MTimePrecision: time.Second}); len(diff) > 0 {
+		return fmt.Errorf("the restored volume differs:\n%s", strings.Join(diff, "\n"))
+	}
+	fmt.Fprintf(d.out, "restored tree is identical to the live volume: %d entries\n", len(want))
+	return nil
+}
+
 // startSlave starts a slave and waits until it has registered.
 func (d *demo) startSlave(name, cfgPath string) error {
-	cmd, line, err := d.spawn("registered with", "slave", "--config", cfgPath, "--log-level", "warn")
+	cmd, line, lines, err := d.spawn("registered with", "slave", "--config", cfgPath, "--log-level", "warn")
 	if err != nil {
 		return fmt.Errorf("slave %s: %w", name, err)
 	}
 	d.slaves = append(d.slaves, cmd)
+	d.slaveRegs = append(d.slaveRegs, lines)
 	fmt.Fprintf(d.out, "%s (pid %d)\n", line, cmd.Process.Pid)
 	return nil
 }
 
 // spawn starts the binary with args and waits (30 s at most) for a line of
-// its standard output that contains want.
-func (d *demo) spawn(want string, args ...string) (*exec.Cmd, string, error) {
+// its standard output that contains want; later such lines come on the
+// channel it returns.
+func (d *demo) spawn(want string, args ...string) (*exec.Cmd, string, chan string, error) {
 	cmd := exec.Command(d.self, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	lines := make(chan string, 1)
+	lines := make(chan string, 16)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
@@ -289,11 +409,11 @@ func (d *demo) spawn(want string, args ...string) (*exec.Cmd, string, error) {
 	}()
 	select {
 	case line := <-lines:
-		return cmd, line, nil
+		return cmd, line, lines, nil
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
 		cmd.Wait()
-		return nil, "", fmt.Errorf("no %q within 30s", want)
+		return nil, "", nil, fmt.Errorf("no %q within 30s", want)
 	}
 }
 
@@ -303,11 +423,15 @@ func (d *demo) stopSlaves() {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 	}
-	d.slaves = nil
+	d.slaves, d.slaveRegs = nil, nil
 }
 
 func (d *demo) startMaster(cfgPath string) error {
-	cmd, line, err := d.spawn(" serving on ", "master", "--config", cfgPath, "--log-level", "warn")
+	return d.startMasterArgs(cfgPath)
+}
+
+func (d *demo) startMasterArgs(cfgPath string, extra ...string) error {
+	cmd, line, _, err := d.spawn(" serving on ", append([]string{"master", "--config", cfgPath, "--log-level", "warn"}, extra...)...)
 	if err != nil {
 		return fmt.Errorf("master: %w", err)
 	}

@@ -87,7 +87,7 @@ func (c *mergeCmd) Run(ctx context.Context) error {
 		return nil
 	}
 	fmt.Printf("merged crippled journal %s (realm %s): records %d to %d, %d events in %s\n",
-		rep.Origin.JournalID, rep.Origin.Realm, rep.AlreadyMerged+1, rep.LastIndex, rep.Events, rep.Duration.Round(1e6))
+		rep.Origin.JournalID, rep.Origin.Realm, max(rep.AlreadyMerged+1, 2), rep.LastIndex, rep.Events, rep.Duration.Round(1e6))
 	fmt.Printf("  imported: %d jobs, %d dumps, %d tapes (%d records appended to the master's journal)\n", rep.Jobs, rep.Dumps, rep.Tapes, rep.Written)
 	fmt.Printf("  skipped:  %d events (the crippled master's own starts and registrations, what the master already had)\n", rep.Skipped)
 	if rep.AlreadyMerged > 0 {

@@ -54,15 +54,7 @@ func (o *operator) restoreNamed(ctx context.Context, req *api.RestoreRequest) (*
 	}
 	t := statemachine.Target{Scope: statemachine.ScopeVolume, Server: req.GetServer(), Partition: req.GetPartition(), Volume: req.GetVolume()}
 	cmd := statemachine.QueueRestore{Target: t, To: req.GetTo(), Slave: req.GetSlave(), Plan: plan, Named: true, By: caller(ctx)}
-	res, err := o.m.loop.propose(ctx, cmd, func(_ *statemachine.State, evs []statemachine.Event) any {
-		return evs[0].(statemachine.JobQueued).Job
-	})
-	if err != nil {
-		return nil, rpcError(err)
-	}
-	j := res.val.(statemachine.Job)
-	j.QueuedIndex = res.index
-	return jobProto(j), nil
+	return o.queue(ctx, cmd)
 }
 
 // dumpFromProto is the inverse of dumpProto.
@@ -138,13 +130,5 @@ func (o *operator) Restore(ctx context.Context, req *api.RestoreRequest) (*api.J
 	}
 	t := statemachine.Target{Scope: statemachine.ScopeVolume, Server: plan[0].Server, Partition: plan[0].Partition, Volume: req.GetVolume()}
 	cmd := statemachine.QueueRestore{Target: t, To: req.GetTo(), AsOf: req.GetAsOfUnixNano(), Slave: req.GetSlave(), Plan: plan, By: caller(ctx)}
-	res, err := o.m.loop.propose(ctx, cmd, func(_ *statemachine.State, evs []statemachine.Event) any {
-		return evs[0].(statemachine.JobQueued).Job
-	})
-	if err != nil {
-		return nil, rpcError(err)
-	}
-	j := res.val.(statemachine.Job)
-	j.QueuedIndex = res.index
-	return jobProto(j), nil
+	return o.queue(ctx, cmd)
 }

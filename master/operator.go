@@ -73,6 +73,11 @@ func (o *operator) Dump(ctx context.Context, req *api.DumpRequest) (*api.Job, er
 		Level:  level,
 		By:     caller(ctx),
 	}
+	return o.queue(ctx, cmd)
+}
+
+// queue decides a command that queues a job and answers with the job.
+func (o *operator) queue(ctx context.Context, cmd statemachine.Command) (*api.Job, error) {
 	res, err := o.m.loop.propose(ctx, cmd, func(_ *statemachine.State, evs []statemachine.Event) any {
 		return evs[0].(statemachine.JobQueued).Job
 	})

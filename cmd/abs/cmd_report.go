@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/abs-backup/abs/api"
+	"github.com/abs-backup/abs/master"
+	"github.com/abs-backup/abs/statemachine"
 )
 
 type reportCmd struct {
@@ -35,14 +36,11 @@ Examples:
   abs report --server fs1 --partition vicepa --json`
 }
 
-// reportLine formats one dump record as a volume report line.
+// reportLine formats one dump record as a volume report line: the one
+// format of the report and the crippled master's dump log.
 func reportLine(d *api.DumpRecord) string {
-	incr := "0"
-	if d.IncrementDateUnixNano != 0 {
-		incr = time.Unix(0, d.IncrementDateUnixNano).UTC().Format(time.RFC3339)
-	}
-	return strings.Join([]string{d.Volume, time.Unix(0, d.DumpDateUnixNano).UTC().Format(time.RFC3339), strings.Join(d.Tapes, ","),
-		incr, d.Server, d.Partition, fmt.Sprint(d.File), fmt.Sprint(d.Bytes), d.Sha256}, "\t")
+	return master.ReportLine(statemachine.Dump{Volume: d.Volume, Server: d.Server, Partition: d.Partition, DumpDate: d.DumpDateUnixNano,
+		IncrementDate: d.IncrementDateUnixNano, Tapes: d.Tapes, File: int(d.File), Bytes: d.Bytes, SHA256: d.Sha256})
 }
 
 type dumpJSON struct {

@@ -66,8 +66,12 @@ func (c *jobsCmd) Run(ctx context.Context, g *Globals) error {
 		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATE\tKIND\tTARGET\tLEVEL\tBY\tQUEUED\tNOTE")
 		for _, j := range resp.Jobs {
+			by := j.By
+			if j.Origin != "" { // adopted: say from which master's journal
+				by += " (journal " + j.Origin[:min(8, len(j.Origin))] + "…)"
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t%s\t%s\t%s\t%s\n", j.Id, j.State, j.Kind, j.Target.GetScope(), targetString(j.Target),
-				j.Level, j.By, time.Unix(0, j.QueuedAtUnixNano).Local().Format("2006-01-02 15:04:05"), j.Why)
+				j.Level, by, time.Unix(0, j.QueuedAtUnixNano).Local().Format("2006-01-02 15:04:05"), j.Why)
 		}
 		return tw.Flush()
 	})

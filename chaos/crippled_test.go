@@ -213,10 +213,14 @@ func mergeBack(t *testing.T, normal, spare *Master, dumpLog string, s *slaveSetu
 
 	// Interrupted (SIGKILL after 3 records) and run again, against an
 	// uninterrupted merge of the same journals.
-	whole := filepath.Join(t.TempDir(), "whole")
+	// The uninterrupted merge reads a copy of the crippled journal with a
+	// torn final record: the valid prefix is the whole journal.
+	whole, torn := filepath.Join(t.TempDir(), "whole"), filepath.Join(t.TempDir(), "torn")
 	copyTree(t, normal.Data, whole)
-	if res := merge(whole, nil); res.Code != 0 || !strings.Contains(res.Stdout, "imported:") {
-		t.Fatalf("abs merge: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	copyTree(t, spare.Data, torn)
+	AppendTo(t, LastSegment(t, torn), []byte{0x42, 0x00, 0x13, 0x37, 0x99})
+	if res := Run(t, nil, "merge", "--from", torn, "--into", whole); res.Code != 0 || !strings.Contains(res.Stdout, "imported:") || !strings.Contains(res.Stdout, "torn record") {
+		t.Fatalf("abs merge of a journal with a torn tail: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
 	if res := merge(normal.Data, []string{"ABS_TEST_MERGE_KILL_AFTER=3"}); res.Code != -1 {
 		t.Fatalf("the merge meant to be killed after 3 records: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)

@@ -474,3 +474,30 @@ func TestCrippledMasterOffersShell(t *testing.T) {
 	m.Start(t)
 	m.Kill(t)
 }
+
+// TestMergeAsksForTapeNames: on a terminal, abs merge asks for the external
+// name of each crippled label no slave named, and records the answer.
+func TestMergeAsksForTapeNames(t *testing.T) {
+	realm := NewRealm(t)
+	m := realm.NewMaster(t, "green-acres")
+	m.Start(t)
+	m.Kill(t)
+	crippled := filepath.Join(t.TempDir(), "crippled")
+	labels := writeCrippledJournal(t, crippled, "athena", []string{"", "B2"})
+	sh := startPty(t, nil, "merge", "--from", crippled, "--into", m.Data)
+	sh.waitText("external name of the cartridge labeled " + labels[0])
+	sh.send("A00042\r")
+	sh.waitText("imported:")
+	if code := sh.exit(); code != 0 {
+		t.Fatalf("abs merge on a terminal: exit %d\n%s", code, sh.transcript())
+	}
+	if strings.Contains(sh.transcript(), labels[1]) {
+		t.Fatalf("merge asked for %s, which the slave named:\n%s", labels[1], sh.transcript())
+	}
+	m.Start(t)
+	defer m.Kill(t)
+	tapes := mustRun(t, realm.OperatorEnv(m), "tapes").Stdout
+	if !regexp.MustCompile(labels[0]+`\s+A00042`).MatchString(tapes) || !regexp.MustCompile(labels[1]+`\s+B2`).MatchString(tapes) {
+		t.Fatalf("the merged tapes lack their names:\n%s", tapes)
+	}
+}

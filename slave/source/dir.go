@@ -4,13 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"sort"
-	"syscall"
 	"time"
 )
 
@@ -59,16 +57,12 @@ func (d *DirPartition) Volumes(ctx context.Context) ([]string, error) {
 	return vols, nil
 }
 
-// walked is one path found by the first pass of a dump.
-type walked struct {
-	name string // slash-separated, relative to the volume root; "." is the root
-	typ  byte   // manifest type: 'd', 'f' or 'l'
-}
-
 // Dump writes a dump stream of volume (see doc.go). The volume is read
-// through an os.Root, so a symlink swapped in during the dump cannot make it
-// read outside the volume. An unreadable directory or file fails the dump; a
-// path that vanishes during the dump is skipped.
+// through directory descriptors opened from the volume's own, one name at a
+// time and never through a symlink (fsys_unix.go), so a symlink swapped in
+// during the dump cannot make it read outside the volume. An unreadable
+// directory or file fails the dump; a path that vanishes during the dump is
+// skipped.
 func (d *DirPartition) Dump(ctx context.Context, volume string, since time.Time, w io.Writer, p Progress) (DumpStats, error) {
 	st := DumpStats{Since: since}
 	if err := validVolume(volume); err != nil {
@@ -83,37 +77,15 @@ func (d *DirPartition) Dump(ctx context.Context, volume string, since time.Time,
 	} else if !fi.IsDir() {
 		return st, fmt.Errorf("source: dump %s: %s is not a directory", volume, volume)
 	}
-	root, err := os.OpenRoot(dir)
+	rootfd, err := openRootDir(dir)
 	if err != nil {
-		return st, fmt.Errorf("source: dump %s: %w", volume, err)
+		return st, fmt.Errorf("source: dump %s: %w", volume, pathErr("open", dir, err))
 	}
-	defer root.Close()
+	defer closeFD(rootfd)
 
 	// Pass 1: list every path, in sorted order, for the manifest.
-	var list []walked
-	err = fs.WalkDir(root.FS(), ".", func(name string, e fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && name != "." {
-				st.Skipped++
-				return nil
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		switch t := e.Type(); {
-		case t.IsDir():
-			list = append(list, walked{name, 'd'})
-		case t.IsRegular():
-			list = append(list, walked{name, 'f'})
-		case t&fs.ModeSymlink != 0:
-			list = append(list, walked{name, 'l'})
-		default:
-			st.Skipped++ // sockets, devices, fifos: not backed up (doc.go)
-		}
-		return nil
-	})
+	list, skipped, err := walkVolume(ctx, rootfd, dir)
+	st.Skipped += skipped
 	if err != nil {
 		return st, fmt.Errorf("source: dump %s: walk: %w", volume, err)
 	}
@@ -158,13 +130,8 @@ func (d *DirPartition) Dump(ctx context.Context, volume string, since time.Time,
 			threshold = since.Add(-slack)
 		}
 	}
-	for _, e := range list {
-		if err := ctx.Err(); err != nil {
-			return st, fmt.Errorf("source: dump %s: %w", volume, err)
-		}
-		if err := d.dumpEntry(root, tw, e, threshold, &st); err != nil {
-			return st, fmt.Errorf("source: dump %s: %q: %w", volume, e.name, err)
-		}
+	if err := writeEntries(ctx, rootfd, list, threshold, tw, &st); err != nil {
+		return st, fmt.Errorf("source: dump %s: %w", volume, err)
 	}
 	if err := writeTrailer(tw, st.Files+st.Dirs+st.Symlinks); err != nil {
 		return st, fmt.Errorf("source: dump %s: %w", volume, err)
@@ -178,96 +145,11 @@ func (d *DirPartition) Dump(ctx context.Context, volume string, since time.Time,
 
 // changedSince reports whether fi's mtime or ctime is not before threshold;
 // a zero threshold means a full dump, where everything counts as changed.
-func changedSince(fi fs.FileInfo, threshold time.Time) bool {
+func changedSince(fi statInfo, threshold time.Time) bool {
 	if threshold.IsZero() {
 		return true
 	}
-	return !fi.ModTime().Before(threshold) || !ctime(fi).Before(threshold)
-}
-
-func (d *DirPartition) dumpEntry(root *os.Root, tw *tar.Writer, e walked, threshold time.Time, st *DumpStats) error {
-	fi, err := root.Lstat(e.name)
-	if errors.Is(err, fs.ErrNotExist) {
-		st.Skipped++
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	hdr := &tar.Header{Name: e.name, Format: tar.FormatPAX}
-	fillOwner(hdr, fi)
-	switch {
-	case e.typ == 'd' && fi.IsDir():
-		// Every directory goes into every dump, so a restore can create
-		// empty ones and set modes and mtimes.
-		hdr.Typeflag = tar.TypeDir
-		hdr.Name += "/" // the root is "./"
-		hdr.Mode = tarMode(fi.Mode())
-		hdr.ModTime = fi.ModTime()
-		st.Dirs++
-		return tw.WriteHeader(hdr)
-	case e.typ == 'l' && fi.Mode()&fs.ModeSymlink != 0:
-		if !changedSince(fi, threshold) {
-			return nil
-		}
-		target, err := root.Readlink(e.name)
-		if errors.Is(err, fs.ErrNotExist) {
-			st.Skipped++
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		hdr.Typeflag = tar.TypeSymlink
-		hdr.Linkname = target
-		hdr.Mode = 0o777
-		hdr.ModTime = fi.ModTime()
-		st.Symlinks++
-		return tw.WriteHeader(hdr)
-	case e.typ == 'f' && fi.Mode().IsRegular():
-		if !changedSince(fi, threshold) {
-			return nil
-		}
-		f, err := root.OpenFile(e.name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
-			st.Skipped++ // vanished, or replaced by a symlink since the lstat
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if fi, err = f.Stat(); err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() {
-			st.Skipped++
-			return nil
-		}
-		fillOwner(hdr, fi)
-		hdr.Typeflag = tar.TypeReg
-		hdr.Mode = tarMode(fi.Mode())
-		hdr.ModTime = fi.ModTime()
-		hdr.Size = fi.Size()
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		n, err := io.CopyN(tw, f, hdr.Size)
-		if errors.Is(err, io.EOF) {
-			// The file shrank while we read it: pad with zeros like GNU tar.
-			// Its ctime is after the dump date, so the next incremental
-			// carries the right contents.
-			_, err = io.CopyN(tw, zeroReader{}, hdr.Size-n)
-		}
-		if err != nil {
-			return err
-		}
-		st.Files++
-		return nil
-	default:
-		st.Skipped++ // changed type since pass 1
-		return nil
-	}
+	return !fi.mtime.Before(threshold) || !fi.ctime.Before(threshold)
 }
 
 type zeroReader struct{}
@@ -309,8 +191,6 @@ func fileMode(v int64) fs.FileMode {
 
 // fillOwner records numeric ownership; user and group names are not looked
 // up (it would make dumps slow and depend on the name service).
-func fillOwner(hdr *tar.Header, fi fs.FileInfo) {
-	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
-		hdr.Uid, hdr.Gid = int(s.Uid), int(s.Gid)
-	}
+func fillOwner(hdr *tar.Header, fi statInfo) {
+	hdr.Uid, hdr.Gid = fi.uid, fi.gid
 }

@@ -92,13 +92,21 @@
 //     through one) and get their times with utimensat(AT_SYMLINK_NOFOLLOW);
 //     directories are created (or kept) writable;
 //   - requires the trailer, with the right entry count, as the last entry;
-//   - after the last entry, sets the owner, mode and times of every directory
-//     (so writing their contents does not disturb their mtimes);
 //   - checks that each listed path the target holds has the listed type (a
 //     mismatch means a dump of the chain is missing or out of order). Listed
-//     paths that are absent are tolerated: they vanished while the dump ran.
+//     paths that are absent are tolerated: they vanished while the dump ran;
+//   - then sets the owner, times and mode of every directory, deepest first
+//     (so writing their contents does not disturb their mtimes, and a mode
+//     that takes away the owner's access comes last).
 //
-// Every filesystem operation goes through an os.Root opened on the target.
+// Every filesystem operation names a single entry of a directory held open
+// as a descriptor, without following a symlink; directories are opened one
+// name at a time from the target's own descriptor with O_DIRECTORY and
+// O_NOFOLLOW (dumps read the volume the same way). Files are created and
+// written by a few goroutines besides the one reading the stream, which
+// checks every entry and looks up every directory itself, in stream order;
+// whatever depends on files being in place (removals, a path given twice,
+// the directories' metadata, the final check) waits for them first.
 // Refused with an error naming the entry: absolute paths, paths with "..",
 // unclean paths, entries beneath a symlink or a non-directory, entries absent
 // from the manifest, hard links, devices, fifos, GNU sparse files, any other

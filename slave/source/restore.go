@@ -10,14 +10,18 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"syscall"
+	"slices"
+	"strings"
 	"time"
 )
 
 // DirRestorer restores directory dumps (written by DirPartition.Dump) into a
-// target directory. Every filesystem operation goes through an os.Root opened
-// on the target, and every entry's parent is checked to be a real directory
-// (not a symlink) first, so no entry can make it write outside the target.
+// target directory. Every filesystem operation is relative to a directory
+// held open as a descriptor and names a single entry of it without
+// following a symlink; directories are opened one name at a time from the
+// target's own descriptor, with O_DIRECTORY|O_NOFOLLOW (fsys_unix.go). So
+// every entry's parent is a real directory inside the target, and no entry
+// can make the restore write outside it.
 type DirRestorer struct{}
 
 var _ Restorer = DirRestorer{}
@@ -46,19 +50,23 @@ func (DirRestorer) Restore(ctx context.Context, target string, r io.Reader, opts
 	if err := prepareTarget(target, h.full); err != nil {
 		return st, fmt.Errorf("source: restore: %w", err)
 	}
-	root, err := os.OpenRoot(target)
+	rootfd, err := openRootDir(target)
 	if err != nil {
-		return st, fmt.Errorf("source: restore: %w", err)
+		return st, fmt.Errorf("source: restore: %w", pathErr("open", target, err))
 	}
-	defer root.Close()
 	rs := &dirRestore{
-		ctx: ctx, root: root, man: man, st: &st,
-		dirsOK: map[string]bool{".": true},
-		dirs:   map[string]dirMeta{},
-		chown:  os.Geteuid() == 0,
+		ctx: ctx, target: target, man: man, st: &st, full: h.full,
+		dirs:  newDirCache(rootfd),
+		meta:  map[string]dirMeta{},
+		chown: os.Geteuid() == 0,
 	}
-	if err := rs.prune(); err != nil {
-		return st, fmt.Errorf("source: restore: deleting what the manifest no longer lists: %w", err)
+	defer rs.dirs.close()
+	rs.w = startWriters(ctx, rs.chown)
+	defer rs.w.stop()
+	if !h.full {
+		if err := rs.prune(); err != nil {
+			return st, fmt.Errorf("source: restore: deleting what the manifest no longer lists: %w", err)
+		}
 	}
 	last := HeaderName
 	entries := 0
@@ -80,6 +88,9 @@ func (DirRestorer) Restore(ctx context.Context, target string, r io.Reader, opts
 		}
 		entries++
 		last = hdr.Name
+		if name, err := rs.w.failed(); err != nil {
+			return st, fmt.Errorf("source: restore: entry %q: %w", name, err)
+		}
 		if err := ctx.Err(); err != nil {
 			return st, fmt.Errorf("source: restore: %w", err)
 		}
@@ -87,10 +98,15 @@ func (DirRestorer) Restore(ctx context.Context, target string, r io.Reader, opts
 			return st, fmt.Errorf("source: restore: entry %q: %w", hdr.Name, err)
 		}
 	}
-	if err := rs.finishDirs(); err != nil {
+	if err := rs.w.barrier(); err != nil {
 		return st, fmt.Errorf("source: restore: %w", err)
 	}
+	// The check comes before the directories get their final modes, which
+	// may take away the access it needs (when not running as root).
 	if err := rs.verify(); err != nil {
+		return st, fmt.Errorf("source: restore: %w", err)
+	}
+	if err := rs.finishDirs(); err != nil {
 		return st, fmt.Errorf("source: restore: %w", err)
 	}
 	return st, nil
@@ -159,104 +175,276 @@ type dirMeta struct {
 
 type dirRestore struct {
 	ctx    context.Context
-	root   *os.Root
+	target string // for messages
 	man    manifest
 	st     *RestoreStats
+	full   bool // the target was empty: nothing is in the way of an entry
 	chown  bool
-	dirsOK map[string]bool // verified real directories; reset when a directory is removed
-	dirs   map[string]dirMeta
+	dirs   *dirCache // verified real directories, open; reset when anything is removed
+	w      *writers  // create and write the files
+	meta   map[string]dirMeta
 	dirSeq []string // directories in stream order; metadata applied at the end
+}
+
+// dirCache holds open descriptors of directories of the target, each
+// opened from its parent's with O_DIRECTORY|O_NOFOLLOW, starting at the
+// target's own: a descriptor in the cache is a real directory inside the
+// target (never reached through a symlink). Removing anything from the
+// target resets the cache, so a directory replaced since it was opened is
+// looked up again. Descriptors are reference-counted (dirRef): a file
+// writer holding one keeps it open across a reset.
+type dirCache struct {
+	root *dirRef
+	refs map[string]*dirRef
+}
+
+// dirCacheMax bounds the descriptors a restore keeps open; entries come in
+// walk order, so the ones in use are few.
+const dirCacheMax = 256
+
+func newDirCache(root int) *dirCache {
+	r := &dirRef{path: ".", fd: root, own: true}
+	r.acquire()
+	return &dirCache{root: r, refs: map[string]*dirRef{}}
+}
+
+// get returns a descriptor of directory name ("." is the target), opening
+// it and the ancestors not held from the nearest one held. It fails with a
+// *parentError if a component is missing, a symlink or not a directory.
+// The descriptor is valid until the next call of get, parent or reset;
+// acquire the dirRef of getRef to keep it longer.
+func (c *dirCache) get(name string) (int, error) {
+	r, err := c.getRef(name)
+	if err != nil {
+		return -1, err
+	}
+	return r.fd, nil
+}
+
+func (c *dirCache) getRef(name string) (*dirRef, error) {
+	if len(c.refs) >= dirCacheMax {
+		c.reset() // only here: nothing looked up by this call is closed
+	}
+	return c.lookup(name)
+}
+
+func (c *dirCache) lookup(name string) (*dirRef, error) {
+	if name == "." {
+		return c.root, nil
+	}
+	if r, ok := c.refs[name]; ok {
+		return r, nil
+	}
+	parent, err := c.lookup(path.Dir(name))
+	if err != nil {
+		return nil, err
+	}
+	base := path.Base(name)
+	fd, err := openDirAt(parent.fd, base)
+	if err != nil {
+		// Say what is in the way, as precisely as an lstat can.
+		fi, lerr := lstatAt(parent.fd, base)
+		switch {
+		case errors.Is(lerr, fs.ErrNotExist):
+			return nil, &parentError{name, parentMissing}
+		case lerr == nil && fi.isSymlink():
+			return nil, &parentError{name, parentSymlink}
+		case lerr == nil && !fi.isDir():
+			return nil, &parentError{name, parentNotDir}
+		}
+		return nil, pathErr("open", name, err)
+	}
+	r := &dirRef{path: name, fd: fd, own: true}
+	r.acquire()
+	c.refs[name] = r
+	return r, nil
+}
+
+// parent returns a descriptor of name's directory and name's last element.
+func (c *dirCache) parent(name string) (int, string, error) {
+	fd, err := c.get(path.Dir(name))
+	return fd, path.Base(name), err
+}
+
+// reset drops every descriptor but the target's (each is closed when the
+// last writer using it is done).
+func (c *dirCache) reset() {
+	for _, r := range c.refs {
+		r.release()
+	}
+	clear(c.refs)
+}
+
+func (c *dirCache) close() {
+	c.reset()
+	c.root.release()
+}
+
+// parentError says why an entry's directory cannot be used.
+type parentError struct {
+	dir  string
+	kind int
+}
+
+const (
+	parentMissing = iota
+	parentSymlink
+	parentNotDir
+)
+
+func (e *parentError) Error() string {
+	switch e.kind {
+	case parentMissing:
+		return fmt.Sprintf("parent directory %q does not exist (not in the dump)", e.dir)
+	case parentSymlink:
+		return fmt.Sprintf("parent %q is a symlink: refusing to write through it", e.dir)
+	}
+	return fmt.Sprintf("parent %q is not a directory", e.dir)
 }
 
 // prune removes everything in the target that the manifest does not list:
 // what was deleted from the volume since the previous dump.
 func (rs *dirRestore) prune() error {
-	return fs.WalkDir(rs.root.FS(), ".", func(name string, e fs.DirEntry, err error) error {
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		fd, err := rs.dirs.get(dir)
 		if err != nil {
 			return err
 		}
-		if name == "." {
-			return nil
+		abs := rs.target
+		if dir != "." {
+			abs += "/" + dir
 		}
-		if _, ok := rs.man.typ[name]; ok {
-			return nil
-		}
-		if err := rs.removeAll(name); err != nil {
+		ents, err := readDir(fd, abs)
+		if err != nil {
 			return err
 		}
-		rs.st.Deleted++
-		if e.IsDir() {
-			return fs.SkipDir
+		slices.SortFunc(ents, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+		for _, e := range ents {
+			name := e.Name()
+			if dir != "." {
+				name = dir + "/" + name
+			}
+			if _, ok := rs.man.typ[name]; !ok {
+				if err := rs.removeAll(name); err != nil {
+					return err
+				}
+				rs.st.Deleted++
+				continue
+			}
+			if e.IsDir() {
+				if err := walk(name); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
-	})
+	}
+	return walk(".")
 }
 
 // removeAll removes name and, if it is a directory, everything beneath it;
-// if permissions forbid it, it makes the directories writable and retries.
+// where permissions forbid it, it makes the directories involved writable
+// and searchable by their owner and tries again.
 func (rs *dirRestore) removeAll(name string) error {
-	clear(rs.dirsOK)
-	rs.dirsOK["."] = true
-	err := rs.root.RemoveAll(name)
-	if err == nil || !errors.Is(err, fs.ErrPermission) {
+	if err := rs.w.barrier(); err != nil {
 		return err
 	}
-	_ = rs.root.Chmod(path.Dir(name), 0o700)
-	_ = fs.WalkDir(rs.root.FS(), name, func(p string, e fs.DirEntry, err error) error {
-		if err == nil && e.IsDir() {
-			_ = rs.root.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	return rs.root.RemoveAll(name)
+	rs.dirs.reset()
+	dirfd, base, err := rs.dirs.parent(name)
+	if err != nil {
+		return err
+	}
+	err = removeAt(dirfd, base, name, rs.target)
+	if errors.Is(err, fs.ErrPermission) {
+		_ = fchmod(dirfd, 0o700)
+		err = removeAt(dirfd, base, name, rs.target)
+	}
+	rs.dirs.reset()
+	return err
 }
 
-// removeExisting clears name for a new entry of another kind.
-func (rs *dirRestore) removeExisting(name string) error {
-	fi, err := rs.root.Lstat(name)
+// removeAt removes base of dirfd (name relative to the target, for
+// messages) and, if it is a directory, everything beneath it.
+func removeAt(dirfd int, base, name, target string) error {
+	fi, err := lstatAt(dirfd, base)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
+		return pathErr("lstat", name, err)
+	}
+	if !fi.isDir() {
+		if err := unlinkAt(dirfd, base); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return pathErr("unlink", name, err)
+		}
+		return nil
+	}
+	fd, err := openDirAt(dirfd, base)
+	if err != nil {
+		return pathErr("open", name, err)
+	}
+	defer closeFD(fd)
+	ents, err := readDir(fd, target+"/"+name)
+	if errors.Is(err, fs.ErrPermission) {
+		_ = fchmod(fd, 0o700)
+		ents, err = readDir(fd, target+"/"+name)
+	}
+	if err != nil {
 		return err
 	}
-	if fi.IsDir() {
-		return rs.removeAll(name)
-	}
-	err = rs.root.Remove(name)
-	if errors.Is(err, fs.ErrPermission) {
-		return rs.removeAll(name)
-	}
-	return err
-}
-
-// checkParent makes sure every ancestor of name is a real directory inside
-// the target: not missing, not a file, and above all not a symlink, so that
-// nothing is ever written "through" a link. Ancestors are checked from the
-// top down, so each Lstat only traverses verified directories.
-func (rs *dirRestore) checkParent(name string) error {
-	var todo []string
-	for d := path.Dir(name); !rs.dirsOK[d]; d = path.Dir(d) {
-		todo = append(todo, d)
-	}
-	for i := len(todo) - 1; i >= 0; i-- {
-		d := todo[i]
-		fi, err := rs.root.Lstat(d)
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("parent directory %q does not exist (not in the dump)", d)
+	for i, e := range ents {
+		err := removeAt(fd, e.Name(), name+"/"+e.Name(), target)
+		if errors.Is(err, fs.ErrPermission) && i == 0 {
+			_ = fchmod(fd, 0o700)
+			err = removeAt(fd, e.Name(), name+"/"+e.Name(), target)
 		}
 		if err != nil {
 			return err
 		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			return fmt.Errorf("parent %q is a symlink: refusing to write through it", d)
-		}
-		if !fi.IsDir() {
-			return fmt.Errorf("parent %q is not a directory", d)
-		}
-		rs.dirsOK[d] = true
+	}
+	if err := rmdirAt(dirfd, base); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return pathErr("rmdir", name, err)
 	}
 	return nil
+}
+
+// parent is dirs.parent for an entry, except that a missing directory is
+// looked up again once the writers are done: a file still being written
+// may be what is in the way, and the error should say so.
+func (rs *dirRestore) parent(name string) (int, string, error) {
+	fd, base, err := rs.dirs.parent(name)
+	var pe *parentError
+	if errors.As(err, &pe) && pe.kind == parentMissing {
+		if err := rs.w.barrier(); err != nil {
+			return -1, "", err
+		}
+		fd, base, err = rs.dirs.parent(name)
+	}
+	return fd, base, err
+}
+
+// removeExisting clears name for a new entry of another kind.
+func (rs *dirRestore) removeExisting(name string) error {
+	dirfd, base, err := rs.dirs.parent(name)
+	if err != nil {
+		return err
+	}
+	fi, err := lstatAt(dirfd, base)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return pathErr("lstat", name, err)
+	}
+	if fi.isDir() {
+		return rs.removeAll(name)
+	}
+	err = unlinkAt(dirfd, base)
+	if errors.Is(err, fs.ErrPermission) {
+		return rs.removeAll(name)
+	}
+	return pathErr("unlink", name, err)
 }
 
 func (rs *dirRestore) apply(hdr *tar.Header, data io.Reader) error {
@@ -285,138 +473,232 @@ func (rs *dirRestore) apply(hdr *tar.Header, data io.Reader) error {
 	} else if want != typ {
 		return fmt.Errorf("the manifest lists it as %q, the entry is %q", want, typ)
 	}
-	if name != "." {
-		if err := rs.checkParent(name); err != nil {
-			return err
-		}
-	}
 	mtime := hdr.ModTime
 	atime := hdr.AccessTime
 	if atime.IsZero() {
 		atime = mtime
 	}
-	switch typ {
-	case 'd':
-		return rs.dir(name, hdr, dirMeta{mode: fileMode(hdr.Mode), uid: hdr.Uid, gid: hdr.Gid, mtime: mtime, atime: atime})
-	case 'l':
-		if hdr.Linkname == "" || bytes.IndexByte([]byte(hdr.Linkname), 0) >= 0 {
+	if typ == 'd' {
+		return rs.dir(name, dirMeta{mode: fileMode(hdr.Mode), uid: hdr.Uid, gid: hdr.Gid, mtime: mtime, atime: atime})
+	}
+	// Every ancestor must be a real directory of the target, reached
+	// without following a symlink: nothing is ever written through a link.
+	dirfd, base, err := rs.parent(name)
+	if err != nil {
+		return err
+	}
+	if typ == 'l' {
+		if hdr.Linkname == "" || strings.IndexByte(hdr.Linkname, 0) >= 0 {
 			return fmt.Errorf("invalid symlink target %q", hdr.Linkname)
-		}
-		if err := rs.removeExisting(name); err != nil {
-			return err
 		}
 		// The link is created verbatim, even if it points outside the target:
 		// that is what the volume held. Nothing is ever written through it.
-		if err := rs.root.Symlink(hdr.Linkname, name); err != nil {
-			return err
-		}
-		if rs.chown {
-			if err := rs.root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
+		err := symlinkAt(hdr.Linkname, dirfd, base)
+		if errors.Is(err, fs.ErrExist) {
+			if err := rs.removeExisting(name); err != nil {
 				return err
 			}
+			if dirfd, base, err = rs.dirs.parent(name); err != nil {
+				return err
+			}
+			err = symlinkAt(hdr.Linkname, dirfd, base)
 		}
-		dir, err := rs.root.Open(path.Dir(name))
 		if err != nil {
-			return err
+			return pathErr("symlink", name, err)
 		}
-		err = lchtimes(dir, path.Base(name), atime, mtime)
-		dir.Close()
-		if err != nil {
-			return err
+		if rs.chown {
+			if err := lchownAt(dirfd, base, hdr.Uid, hdr.Gid); err != nil {
+				return pathErr("lchown", name, err)
+			}
+		}
+		if haveLchtimes {
+			if err := lchtimesAt(dirfd, base, atime, mtime); err != nil {
+				return pathErr("utimensat", name, err)
+			}
 		}
 		rs.st.Symlinks++
 		return nil
 	}
 	// Regular file: always a fresh inode (O_EXCL), never opened through a
-	// symlink (O_NOFOLLOW), written with mode 0600 and given its mode after.
-	if err := rs.removeExisting(name); err != nil {
-		return err
-	}
-	f, err := rs.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return err
-	}
-	n, err := io.Copy(f, ctxReader{rs.ctx, data})
-	rs.st.Bytes += n
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if rs.chown {
-		if err := rs.root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
+	// symlink (O_NOFOLLOW), written with mode 0600 and given its owner, mode
+	// and times after, through its own descriptor. Files up to bufferedMax
+	// bytes are read here and written by the file writers (writers.go),
+	// while this goroutine goes on with the stream.
+	again := rs.w.dispatched(name)
+	if again {
+		// The same path twice in a stream: the later entry wins, as it
+		// would one entry at a time.
+		if err := rs.w.barrier(); err != nil {
 			return err
 		}
 	}
-	if err := rs.root.Chmod(name, fileMode(hdr.Mode)); err != nil {
+	if !rs.full || again {
+		// What the previous dumps (or entries) left at the path goes first.
+		if err := rs.removeExisting(name); err != nil {
+			return err
+		}
+	}
+	dir, err := rs.dirs.getRef(path.Dir(name))
+	if err != nil {
 		return err
 	}
-	if err := rs.root.Chtimes(name, atime, mtime); err != nil {
-		return err
+	j := &fileJob{name: name, base: path.Base(name), dir: dir.acquire(),
+		uid: hdr.Uid, gid: hdr.Gid, mode: fileMode(hdr.Mode), atime: atime, mtime: mtime}
+	r := ctxReader{rs.ctx, data}
+	if hdr.Size <= bufferedMax {
+		if err := rs.w.reserve(hdr.Size); err != nil {
+			j.dir.release()
+			return err
+		}
+		j.data = getBuffer(int(hdr.Size))
+		if _, err := io.ReadFull(r, j.data); err != nil {
+			rs.w.unreserve(hdr.Size)
+			putBuffer(j.data)
+			j.dir.release()
+			return err
+		}
+		rs.w.start(j)
+	} else {
+		j.stream = make(chan []byte, 4)
+		rs.w.start(j)
+		err := func() (err error) {
+			defer func() {
+				if err != nil {
+					j.aborted.Store(true) // the writer leaves the file as it is
+				}
+				close(j.stream)
+			}()
+			for left := hdr.Size; left > 0; {
+				n := min(streamChunk, left)
+				if err := rs.w.reserve(n); err != nil {
+					return err
+				}
+				b := getBuffer(int(n))
+				if _, err := io.ReadFull(r, b); err != nil {
+					rs.w.unreserve(n)
+					putBuffer(b)
+					return err
+				}
+				j.stream <- b
+				left -= n
+			}
+			return nil
+		}()
+		if err != nil {
+			return err
+		}
 	}
+	rs.st.Bytes += hdr.Size
 	rs.st.Files++
 	return nil
+}
+
+// finishFile gives the file just written (open as fd, named base in dirfd)
+// its owner (when chown), mode and times.
+func finishFile(fd, dirfd int, base, name string, chown bool, uid, gid int, mode fs.FileMode, atime, mtime time.Time) error {
+	if chown {
+		if err := fchown(fd, uid, gid); err != nil {
+			return pathErr("fchown", name, err)
+		}
+	}
+	if err := fchmod(fd, mode); err != nil {
+		return pathErr("fchmod", name, err)
+	}
+	return pathErr("utimensat", name, lchtimesAt(dirfd, base, atime, mtime))
 }
 
 // dir creates or keeps a directory; its owner, mode and times are applied by
 // finishDirs, after everything beneath it is written. Until then it is kept
 // writable by its owner so entries can be created in it.
-func (rs *dirRestore) dir(name string, hdr *tar.Header, meta dirMeta) error {
-	fi, err := rs.root.Lstat(name)
-	switch {
-	case err == nil && fi.IsDir():
-		if fi.Mode().Perm()&0o700 != 0o700 {
-			if err := rs.root.Chmod(name, fi.Mode().Perm()|0o700); err != nil {
-				return err
+func (rs *dirRestore) dir(name string, meta dirMeta) error {
+	if name == "." {
+		fi, err := lstatAt(rs.dirs.root.fd, "")
+		if err != nil {
+			return pathErr("fstat", name, err)
+		}
+		if fi.mode.Perm()&0o700 != 0o700 {
+			if err := fchmod(rs.dirs.root.fd, fi.mode.Perm()|0o700); err != nil {
+				return pathErr("fchmod", name, err)
 			}
 		}
-	case err == nil || errors.Is(err, fs.ErrNotExist):
-		if err == nil {
-			if err := rs.removeExisting(name); err != nil {
-				return err
-			}
-		}
-		if err := rs.root.Mkdir(name, 0o700); err != nil {
+	} else {
+		dirfd, base, err := rs.parent(name)
+		if err != nil {
 			return err
 		}
-	default:
-		return err
+		err = mkdirAt(dirfd, base, 0o700)
+		if errors.Is(err, fs.ErrExist) {
+			err = rs.keepDir(name, dirfd, base)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	rs.dirsOK[name] = true
-	if _, seen := rs.dirs[name]; !seen {
+	if _, seen := rs.meta[name]; !seen {
 		rs.dirSeq = append(rs.dirSeq, name)
 	}
-	rs.dirs[name] = meta
+	rs.meta[name] = meta
 	rs.st.Dirs++
 	return nil
 }
 
+// keepDir deals with what is at a directory entry's path already: a
+// directory is kept (made writable by its owner), anything else replaced.
+func (rs *dirRestore) keepDir(name string, dirfd int, base string) error {
+	fi, err := lstatAt(dirfd, base)
+	if err != nil {
+		return pathErr("lstat", name, err)
+	}
+	if !fi.isDir() {
+		if err := rs.removeExisting(name); err != nil {
+			return err
+		}
+		if dirfd, base, err = rs.dirs.parent(name); err != nil {
+			return err
+		}
+		return pathErr("mkdir", name, mkdirAt(dirfd, base, 0o700))
+	}
+	if fi.mode.Perm()&0o700 == 0o700 {
+		return nil
+	}
+	fd, err := rs.dirs.get(name)
+	if err != nil {
+		return err
+	}
+	return pathErr("fchmod", name, fchmod(fd, fi.mode.Perm()|0o700))
+}
+
+// finishDirs sets the owner, times and mode of every directory, deepest
+// first, so a directory is still searchable and writable while those
+// beneath it are done; times go before the mode, which may take away the
+// owner's access.
 func (rs *dirRestore) finishDirs() error {
-	for _, name := range rs.dirSeq {
-		meta := rs.dirs[name]
-		if name != "." {
-			if err := rs.checkParent(name); err != nil {
-				return fmt.Errorf("directory %q: %w", name, err)
-			}
-		}
-		fi, err := rs.root.Lstat(name)
+	for i := len(rs.dirSeq) - 1; i >= 0; i-- {
+		name := rs.dirSeq[i]
+		meta := rs.meta[name]
+		fd, err := rs.dirs.get(name)
 		if err != nil {
+			if name != "." {
+				// Replaced by a later entry of another type: nothing to do.
+				dirfd, base, perr := rs.dirs.parent(name)
+				if perr == nil {
+					if fi, lerr := lstatAt(dirfd, base); lerr == nil && !fi.isDir() {
+						continue
+					}
+				}
+			}
 			return fmt.Errorf("directory %q: %w", name, err)
-		}
-		if !fi.IsDir() {
-			continue // replaced by a later entry
 		}
 		if rs.chown {
-			if err := rs.root.Lchown(name, meta.uid, meta.gid); err != nil {
-				return fmt.Errorf("directory %q: %w", name, err)
+			if err := fchown(fd, meta.uid, meta.gid); err != nil {
+				return fmt.Errorf("directory %q: %w", name, pathErr("fchown", name, err))
 			}
 		}
-		if err := rs.root.Chmod(name, meta.mode); err != nil {
-			return fmt.Errorf("directory %q: %w", name, err)
+		if err := lchtimesAt(fd, ".", meta.atime, meta.mtime); err != nil {
+			return fmt.Errorf("directory %q: %w", name, pathErr("utimensat", name, err))
 		}
-		if err := rs.root.Chtimes(name, meta.atime, meta.mtime); err != nil {
-			return fmt.Errorf("directory %q: %w", name, err)
+		if err := fchmod(fd, meta.mode); err != nil {
+			return fmt.Errorf("directory %q: %w", name, pathErr("fchmod", name, err))
 		}
 	}
 	return nil
@@ -428,20 +710,35 @@ func (rs *dirRestore) finishDirs() error {
 // while the dump ran.
 func (rs *dirRestore) verify() error {
 	for _, name := range rs.man.order {
-		fi, err := rs.root.Lstat(name)
+		var fi statInfo
+		var err error
+		if name == "." {
+			fi, err = lstatAt(rs.dirs.root.fd, "")
+		} else {
+			var dirfd int
+			var base string
+			dirfd, base, err = rs.dirs.parent(name)
+			if pe := (*parentError)(nil); errors.As(err, &pe) && pe.kind == parentMissing {
+				continue // its directory is absent too
+			}
+			if err != nil {
+				return fmt.Errorf("verify %q: %w", name, err)
+			}
+			fi, err = lstatAt(dirfd, base)
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("verify %q: %w", name, err)
+			return fmt.Errorf("verify %q: %w", name, pathErr("lstat", name, err))
 		}
 		var got byte
 		switch {
-		case fi.IsDir():
+		case fi.isDir():
 			got = 'd'
-		case fi.Mode().IsRegular():
+		case fi.isRegular():
 			got = 'f'
-		case fi.Mode()&fs.ModeSymlink != 0:
+		case fi.isSymlink():
 			got = 'l'
 		}
 		if want := rs.man.typ[name]; got != want {

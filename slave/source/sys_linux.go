@@ -1,26 +1,16 @@
 package source
 
 import (
-	"io/fs"
 	"os"
 	"syscall"
 	"time"
 	"unsafe"
 )
 
-// ctime returns the inode change time, so a chmod, chown or rename (which
-// leave the mtime alone) still makes a file part of the next incremental.
-func ctime(fi fs.FileInfo) time.Time {
-	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return time.Unix(s.Ctim.Sec, s.Ctim.Nsec)
-	}
-	return fi.ModTime()
-}
-
 const atSymlinkNofollow = 0x100
 
 // lchtimes sets the times of the symlink base inside dir (opened through the
-// restore's os.Root, so dir is inside the target) without following it.
+// test's own directory) without following it.
 func lchtimes(dir *os.File, base string, atime, mtime time.Time) error {
 	p, err := syscall.BytePtrFromString(base)
 	if err != nil {

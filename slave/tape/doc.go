@@ -104,7 +104,9 @@
 // file), but not one carrying a random nonce that its producer could not
 // know. Its size must then agree with its position, and file k+1's header
 // (number k+1) starts in the next block. This package reads the whole
-// cartridge to list it, as a tape drive reads a whole tape.
+// cartridge to list it, as a tape drive reads a whole tape (a FileLibrary
+// then remembers what it found, or wrote, while the cartridge file stays
+// unchanged: index.go).
 //
 // With standard tools, for a cartridge whose file 1 is a complete dump:
 //

@@ -1,7 +1,6 @@
 package tape
 
 import (
-	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -22,9 +21,6 @@ import (
 
 // Suffix ends the name of every cartridge file of a FileLibrary.
 const Suffix = ".tape"
-
-// readBuffer is the read-ahead of a payload reader.
-const readBuffer = 1 << 20
 
 // MinCapacity is the smallest cartridge capacity: a label and one file with
 // one payload block.
@@ -54,6 +50,9 @@ type FileLibrary struct {
 	mu     sync.Mutex
 	slots  []*fileDrive
 	loaded map[string]int // external name → drive
+	// indexes are the structures of cartridges as drives last left them
+	// (index.go).
+	indexes map[string]*cachedIndex
 }
 
 // OpenLibrary opens the library in dir, an existing directory, with drives
@@ -79,7 +78,7 @@ func OpenLibrary(dir string, drives int, capacity int64) (*FileLibrary, error) {
 		}
 	}
 	return &FileLibrary{dir: dir, drives: drives, capacity: capacity, rand: rand.Reader,
-		slots: make([]*fileDrive, drives), loaded: map[string]int{}}, nil
+		slots: make([]*fileDrive, drives), loaded: map[string]int{}, indexes: map[string]*cachedIndex{}}, nil
 }
 
 // Dir is the library's directory.
@@ -142,6 +141,7 @@ func (l *FileLibrary) Load(drive int, name string) (Drive, error) {
 		return nil, err
 	default:
 		d.label = &lab
+		d.index = l.recall(name, f)
 	}
 	l.slots[drive] = d
 	l.loaded[name] = drive
@@ -315,9 +315,10 @@ func (d *fileDrive) Open(n int) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Buffered: a tar reader asks for 512-byte headers and small files, and
-	// every unbuffered read would be a pread of the cartridge.
-	return NewPayloadReader(bufio.NewReaderSize(io.NewSectionReader(d.f, fi.Offset+BlockSize, fi.Size), readBuffer), fi, d.path, nil), nil
+	// Read ahead in chunks by another goroutine, which also hashes: a tar
+	// reader asks for 512-byte headers and small files, and every
+	// unbuffered read would be a pread of the cartridge.
+	return newAheadReader(d.f, fi.Offset+BlockSize, fi, d.path, nil), nil
 }
 
 func (d *fileDrive) Erase(expired bool) error {
@@ -347,9 +348,13 @@ func (d *fileDrive) Unload() error {
 	}
 	d.unloaded = true
 	if d.w != nil {
+		d.w.wb.stop()
+		d.w.buf = nil
 		d.w.err = fmt.Errorf("%w: %s (file %d abandoned, left torn)", ErrUnloaded, d.name, d.w.h.Number)
 		d.w = nil
+		d.index = nil
 	}
+	d.remember()
 	err := d.f.Close()
 	d.lib.release(d)
 	if err != nil {
@@ -449,7 +454,14 @@ func (d *fileDrive) Append(h FileHeader, cont *Continuation) (FileWriter, error)
 		d.index = nil // a partial header may be on the cartridge: rescan
 		return nil, fmt.Errorf("tape: append to %s: %w", d.name, err)
 	}
-	w.bw = bufio.NewWriterSize(io.NewOffsetWriter(d.f, off+BlockSize), 256<<10)
+	if cont == nil {
+		// Part 1: the whole dump so far is this part, so one hash serves
+		// as both (it is never primed: TotalHash returned an empty one).
+		w.total = w.part
+		w.wb = newWriteBehind(d.f, off+BlockSize, w.part)
+	} else {
+		w.wb = newWriteBehind(d.f, off+BlockSize, w.part, w.total)
+	}
 	d.w = w
 	return w, nil
 }
@@ -463,8 +475,9 @@ type fileWriter struct {
 	n           int64
 	part, total hash.Hash
 	base        int64 // dump bytes in earlier parts
-	bw          *bufio.Writer
-	err         error // sticky: ErrEndOfTape, a write error, or ErrUnloaded
+	wb          *writeBehind
+	buf         []byte // the chunk being filled, or nil
+	err         error  // sticky: ErrEndOfTape, a write error, or ErrUnloaded
 	closed      bool
 }
 
@@ -477,28 +490,51 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
+	if err := w.wb.error(); err != nil {
+		w.fail(fmt.Errorf("tape: write file %d of %s: %w", w.h.Number, w.d.name, err))
+		return 0, w.err
+	}
 	q := p
 	if room := w.limit - w.n; int64(len(q)) > room {
 		q = q[:room]
 	}
-	m, err := w.bw.Write(q)
-	w.part.Write(q[:m])
-	w.total.Write(q[:m])
-	w.n += int64(m)
-	if err != nil {
-		w.fail(fmt.Errorf("tape: write file %d of %s: %w", w.h.Number, w.d.name, err))
-		return m, w.err
+	m := len(q)
+	for len(q) > 0 {
+		if w.buf == nil {
+			w.buf = w.wb.chunk()
+		}
+		k := min(len(q), cap(w.buf)-len(w.buf))
+		w.buf = append(w.buf, q[:k]...)
+		q = q[k:]
+		if len(w.buf) == cap(w.buf) {
+			w.wb.send(w.buf)
+			w.buf = nil
+		}
 	}
-	if len(q) < len(p) {
+	w.n += int64(m)
+	if m < len(p) {
 		w.err = fmt.Errorf("%w: %s is full after %d payload bytes of file %d", ErrEndOfTape, w.d.name, w.n, w.h.Number)
 		return m, w.err
 	}
 	return m, nil
 }
 
+// flush hands the partly filled chunk to the writing goroutine, waits until
+// everything is written and returns the first write error. Called with d.mu
+// held; nothing is written through w.wb afterwards.
+func (w *fileWriter) flush() error {
+	if len(w.buf) > 0 {
+		w.wb.send(w.buf)
+	}
+	w.buf = nil
+	return w.wb.stop()
+}
+
 // fail records a write error: the file stays torn, the drive is free again
 // and rescans before its next use. Called with d.mu held.
 func (w *fileWriter) fail(err error) {
+	w.wb.stop() // what it still writes only makes the torn file longer
+	w.buf = nil
 	w.err = err
 	if w.d.w == w {
 		w.d.w = nil
@@ -520,15 +556,18 @@ func (w *fileWriter) Close(continues bool) (FileInfo, *Continuation, error) {
 	}
 	w.closed = true
 	payloadEnd := w.off + BlockSize + padded(w.n)
-	t := trailer{number: w.h.Number, nonce: w.nonce, continues: continues, size: w.n,
-		sha256: hex.EncodeToString(w.part.Sum(nil))}
+	t := trailer{number: w.h.Number, nonce: w.nonce, continues: continues, size: w.n}
 	if !continues {
 		t.totalSize = w.base + w.n
-		t.totalSHA256 = hex.EncodeToString(w.total.Sum(nil))
 	}
 	// The payload (and header) are fsynced before the trailer is written,
 	// so a trailer on the cartridge always vouches for durable payload.
-	err := w.bw.Flush()
+	// The hashes are complete once the writing goroutine is done.
+	err := w.flush()
+	t.sha256 = hex.EncodeToString(w.part.Sum(nil))
+	if !continues {
+		t.totalSHA256 = hex.EncodeToString(w.total.Sum(nil))
+	}
 	if pad := padded(w.n) - w.n; err == nil && pad > 0 {
 		_, err = d.f.WriteAt(make([]byte, pad), payloadEnd-pad)
 	}

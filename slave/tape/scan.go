@@ -106,6 +106,14 @@ func anyMarker(r io.ReaderAt, from, end int64) (bool, error) {
 // "Reading a cartridge", for the algorithm. It returns an error only when r
 // fails; damage is described in the result.
 func scan(r io.ReaderAt, size int64, path string) (scanResult, error) {
+	return scanHashing(r, size, path, nil)
+}
+
+// scanHashing is scan that also hashes the payload of every complete file
+// while it reads it looking for the trailer, setting sums[i] to the SHA-256
+// of files[i] (lowercase hex) when sums is not nil: List reads the
+// cartridge once instead of twice.
+func scanHashing(r io.ReaderAt, size int64, path string, sums *[]string) (scanResult, error) {
 	res := scanResult{end: BlockSize}
 	pos := int64(BlockSize)
 	for pos < size {
@@ -137,7 +145,11 @@ func scan(r io.ReaderAt, size int64, path string) (scanResult, error) {
 			return res, nil
 		}
 		info := FileInfo{FileHeader: h, Offset: pos}
-		t, toff, foreign, err := findTrailer(r, pos+BlockSize, size, nonce)
+		var ph *payloadHasher
+		if sums != nil {
+			ph = newPayloadHasher()
+		}
+		t, toff, foreign, err := findTrailer(r, pos+BlockSize, size, nonce, ph)
 		if err != nil {
 			return res, err
 		}
@@ -167,6 +179,9 @@ func scan(r io.ReaderAt, size int64, path string) (scanResult, error) {
 		info.Size, info.SHA256, info.Continues = t.size, t.sha256, t.continues
 		info.TotalSize, info.TotalSHA256, info.Complete = t.totalSize, t.totalSHA256, true
 		res.files = append(res.files, info)
+		if sums != nil {
+			*sums = append(*sums, ph.sum(t.size))
+		}
 		pos = toff + BlockSize
 		res.end = pos
 	}
@@ -176,7 +191,7 @@ func scan(r io.ReaderAt, size int64, path string) (scanResult, error) {
 // findTrailer looks for the trailer with the given nonce at block
 // boundaries in [from, end). toff is -1 if there is none; foreign says
 // whether other valid records were seen on the way.
-func findTrailer(r io.ReaderAt, from, end int64, nonce [nonceLen]byte) (t trailer, toff int64, foreign bool, err error) {
+func findTrailer(r io.ReaderAt, from, end int64, nonce [nonceLen]byte, ph *payloadHasher) (t trailer, toff int64, foreign bool, err error) {
 	bs := newBlocks(r, from, end)
 	for {
 		b, off, ok, err := bs.next()
@@ -196,7 +211,49 @@ func findTrailer(r io.ReaderAt, from, end int64, nonce [nonceLen]byte) (t traile
 				foreign = true
 			}
 		}
+		if ph != nil {
+			ph.add(b)
+		}
 	}
+}
+
+// payloadHasher hashes the blocks findTrailer passes over, which are the
+// payload and its padding if the trailer turns out to agree with them. The
+// last block is held back until the trailer says how much of it is
+// payload; blocks are hashed in batches.
+type payloadHasher struct {
+	h      hash.Hash
+	hashed int64  // bytes given to h
+	buf    []byte // blocks not hashed yet; the last one may be padding
+}
+
+const hashBatch = 64 << 10
+
+func newPayloadHasher() *payloadHasher {
+	return &payloadHasher{h: sha256.New(), buf: make([]byte, 0, hashBatch+BlockSize)}
+}
+
+func (p *payloadHasher) add(b []byte) {
+	p.buf = append(p.buf, b...)
+	if len(p.buf) >= hashBatch+BlockSize {
+		n := len(p.buf) - BlockSize
+		p.h.Write(p.buf[:n])
+		p.hashed += int64(n)
+		p.buf = append(p.buf[:0], p.buf[n:]...)
+	}
+}
+
+// sum returns the SHA-256 of the first size bytes passed over, or "" if
+// they were not all passed over or more than a block of padding followed
+// (the scan calls a file complete only if the trailer's size agrees with
+// its position, which rules both out).
+func (p *payloadHasher) sum(size int64) string {
+	rest := size - p.hashed
+	if rest < 0 || rest > int64(len(p.buf)) || int64(len(p.buf))-rest >= BlockSize {
+		return ""
+	}
+	p.h.Write(p.buf[:rest])
+	return hex.EncodeToString(p.h.Sum(nil))
 }
 
 // List reads a cartridge file with no library: its label and every tape
@@ -219,7 +276,10 @@ func List(path string) (Label, []FileInfo, error) {
 	if err != nil {
 		return Label{}, nil, err
 	}
-	res, err := scan(f, st.Size(), path)
+	// One pass: the scan hashes each payload while it looks for its
+	// trailer.
+	var sums []string
+	res, err := scanHashing(f, st.Size(), path, &sums)
 	if err != nil {
 		return l, nil, err
 	}
@@ -229,9 +289,14 @@ func List(path string) (Label, []FileInfo, error) {
 		if !fi.Complete {
 			continue
 		}
-		sum, n, err := hashPayload(f, *fi)
-		if err != nil {
-			return l, res.files, err
+		sum, n := "", fi.Size
+		if i < len(sums) {
+			sum = sums[i]
+		}
+		if sum == "" {
+			if sum, n, err = hashPayload(f, *fi); err != nil {
+				return l, res.files, err
+			}
 		}
 		if n != fi.Size || sum != fi.SHA256 {
 			fi.Damage = fmt.Sprintf("payload SHA-256 is %s (%d bytes), trailer says %s (%d bytes)", sum, n, fi.SHA256, fi.Size)
@@ -286,7 +351,7 @@ func openIn(f *os.File, path string, n int, closer func() error) (FileInfo, io.R
 	if err != nil {
 		return FileInfo{}, nil, err
 	}
-	return fi, NewPayloadReader(bufio.NewReaderSize(io.NewSectionReader(f, fi.Offset+BlockSize, fi.Size), readBuffer), fi, path, closer), nil
+	return fi, newAheadReader(f, fi.Offset+BlockSize, fi, path, closer), nil
 }
 
 func findFile(files []FileInfo, n int, path string) (FileInfo, error) {

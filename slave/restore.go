@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"slices"
 	"time"
 
@@ -116,7 +117,9 @@ func (p *partReader) Read(b []byte) (int, error) {
 			}
 		}
 		n, err := p.rc.Read(b)
-		p.h.Write(b[:n])
+		if p.h != nil {
+			p.h.Write(b[:n])
+		}
 		p.n += int64(n)
 		if errors.Is(err, io.EOF) {
 			if cerr := p.rc.Close(); cerr != nil {
@@ -160,6 +163,17 @@ func (p *partReader) open() error {
 				return fmt.Errorf("file %d of cartridge %s (label %s) is part %d of %s/%s/%s, not the dump of %s/%s/%s",
 					f.Number, name, label, f.Part, f.Server, f.Partition, f.Volume, p.d.Server, p.d.Partition, p.d.Volume)
 			}
+			if len(p.d.Tapes) == 1 && !f.Continues && p.d.SHA256 != "" {
+				// A dump in one part: the tape's reader checks the payload
+				// against its trailer, so the record is checked against the
+				// trailer here, with no second hash of the stream.
+				if f.TotalSize != p.d.Bytes || f.TotalSHA256 != p.d.SHA256 {
+					dr.Unload()
+					return fmt.Errorf("file %d of cartridge %s (label %s) holds %d bytes with SHA-256 %s; the master recorded %d bytes, %s",
+						f.Number, name, label, f.TotalSize, f.TotalSHA256, p.d.Bytes, p.d.SHA256)
+				}
+				p.h = nil
+			}
 			n = f.Number
 			break
 		}
@@ -189,6 +203,12 @@ func (p *partReader) finish() error {
 	}
 	if p.d.SHA256 == "" {
 		return nil // a dump named by tape and file, which the master has no record of: the tape's own checksums were checked
+	}
+	if p.h == nil { // one part, checked against its trailer at open
+		if p.n != p.d.Bytes {
+			return fmt.Errorf("the dump read back is %d bytes; the master recorded %d", p.n, p.d.Bytes)
+		}
+		return nil
 	}
 	if sum := hex.EncodeToString(p.h.Sum(nil)); p.n != p.d.Bytes || sum != p.d.SHA256 {
 		return fmt.Errorf("the dump read back is %d bytes with SHA-256 %s; the master recorded %d bytes, %s", p.n, sum, p.d.Bytes, p.d.SHA256)
@@ -221,7 +241,13 @@ func (s *Slave) findCartridge(label string) (string, error) {
 	return "", fmt.Errorf("no cartridge in library %s carries label %s (load it and retry)", s.library.Dir(), label)
 }
 
+// readLabelOf reads only a cartridge's label (List would read and hash
+// every payload of every cartridge searched).
 func readLabelOf(lib *tape.FileLibrary, name string) (tape.Label, error) {
-	l, _, err := tape.List(lib.Path(name))
-	return l, err
+	f, err := os.Open(lib.Path(name))
+	if err != nil {
+		return tape.Label{}, err
+	}
+	defer f.Close()
+	return tape.ReadLabel(f)
 }

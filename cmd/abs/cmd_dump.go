@@ -122,7 +122,8 @@ func progressLine(job *api.Job, elapsed time.Duration) string {
 
 // follow polls a job until it ends, printing each change of state and, on
 // a terminal, a progress line (volumes, bytes, rate, elapsed, time left). It polls fast
-// at first, so a short job's end is seen at once, then every half second.
+// at first, so a short job's end is seen at once, then every 100 ms (a
+// GetJob is a read of the master's memory).
 // Ctrl-C stops following; the job goes on.
 func follow(ctx context.Context, c *operatorClient, job *api.Job) error {
 	tty := term.IsTerminal(int(os.Stderr.Fd()))
@@ -164,7 +165,7 @@ func follow(ctx context.Context, c *operatorClient, job *api.Job) error {
 			return nil
 		case <-time.After(delay):
 		}
-		delay = min(delay*3/2, 500*time.Millisecond)
+		delay = min(delay*3/2, 100*time.Millisecond)
 		err := c.call(ctx, func(ctx context.Context) (err error) {
 			job, err = c.GetJob(ctx, &api.GetJobRequest{Id: job.Id})
 			return err

@@ -30,7 +30,7 @@ const ModeSlave = journal.ModeSlave
 
 // Slave journal record payloads: one msgpack-encoded slaveEvent per record.
 type slaveEvent struct {
-	Kind  string     `msgpack:"k"` // accepted | report | acked | ended | epoch
+	Kind  string     `msgpack:"k"` // accepted | report | acked | epoch (and ended, from earlier versions)
 	Job   string     `msgpack:"j,omitempty"`
 	Order *DumpOrder `msgpack:"o,omitempty"`
 	// Restore is set instead of Order for a restore order.
@@ -115,11 +115,14 @@ func openAgent(log *slog.Logger, dataDir, realm string) (*agent, error) {
 			} else {
 				a.orders[ev.Job] = ev.Order
 			}
-		case "ended":
+		case "ended": // written by earlier versions beside each "done" report
 			a.ended[ev.Job] = true
 		case "report":
 			reports = append(reports, ev.Report)
 			a.seq = max(a.seq, ev.Report.Seq)
+			if ev.Report.Kind == "done" { // a job's end report ends its order
+				a.ended[ev.Report.Job] = true
+			}
 		case "acked":
 			acked[ev.Seq] = true
 		case "epoch":
@@ -218,10 +221,7 @@ func (a *agent) queue(rp report) error {
 	if err := a.append(slaveEvent{Kind: "report", Report: &rp}); err != nil {
 		return err
 	}
-	if rp.Kind == "done" {
-		if err := a.append(slaveEvent{Kind: "ended", Job: rp.Job}); err != nil {
-			return err
-		}
+	if rp.Kind == "done" { // the same record ends the order (see the replay)
 		a.ended[rp.Job] = true
 	}
 	a.pending = append(a.pending, &rp)

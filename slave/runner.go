@@ -202,8 +202,8 @@ func (r *Runner) Dump(ctx context.Context, o DumpOrder) (res DumpResult, err err
 		if err := r.Master.DumpCheckpoint(ctx, o.Job, rec, run.volumes, run.bytes); err != nil {
 			return run.result(), fmt.Errorf("slave: job %s: checkpoint of %s: %w", o.Job, v.key(), err)
 		}
+		// The checkpoint carries the progress: no status report besides.
 		run.log.Info("volume dumped", "volume", v.key(), "tapes", rec.Tapes, "file", rec.File, "bytes", rec.Bytes, "incremental", !since.IsZero())
-		run.status(ctx, "")
 	}
 	return run.result(), nil
 }
@@ -400,6 +400,7 @@ func (d *dumpRun) writable(ctx context.Context) (tape.Drive, string, error) {
 			if ok {
 				if waiting {
 					d.log.Info("writable cartridge found, dump resumes", "cartridge", name, "label", d.label)
+					d.status(ctx, "") // no longer waiting
 				}
 				return d.drive, d.label, nil
 			}

@@ -30,9 +30,10 @@ type fakeMaster struct {
 	mu sync.Mutex
 	st *statemachine.State
 
-	seq   uint64
-	dumps []DumpRecord
-	notes []string
+	seq     uint64
+	dumps   []DumpRecord
+	notes   []string
+	cleared int // status reports with no note (no longer waiting)
 
 	onCheckpoint func(DumpRecord) // called without mu held
 	onNote       func(string)
@@ -179,6 +180,8 @@ func (m *fakeMaster) JobStatus(ctx context.Context, job string, volumes int, n i
 	_, err := m.decide(statemachine.Report{Slave: testSlave, Seq: m.seq, ID: statemachine.JobID(job), Volumes: volumes, Bytes: n})
 	if note != "" {
 		m.notes = append(m.notes, note)
+	} else {
+		m.cleared++
 	}
 	hook := m.onNote
 	m.mu.Unlock()
@@ -501,10 +504,10 @@ func TestDumpSkipsForeignCartridgesAndWaitsForBlank(t *testing.T) {
 		t.Fatal("the runner never said it was waiting for a blank tape")
 	}
 	e.m.mu.Lock()
-	notes := slices.Clone(e.m.notes)
+	notes, cleared := slices.Clone(e.m.notes), e.m.cleared
 	e.m.mu.Unlock()
-	if !slices.Equal(notes, []string{"waiting for a blank tape in lib1"}) {
-		t.Errorf("notes %q, want one waiting note", notes)
+	if !slices.Equal(notes, []string{"waiting for a blank tape in lib1"}) || cleared != 1 {
+		t.Errorf("notes %q and %d clearing status reports, want one waiting note, cleared once when the tape came", notes, cleared)
 	}
 	if lab, err := readLabelFile(e.lib.Path(b[0])); err != nil || len(res.Tapes) != 1 || lab.Label != res.Tapes[0] {
 		t.Fatalf("dump went to %v; the new cartridge %s has label %+v (%v)", res.Tapes, b[0], lab, err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -239,7 +240,17 @@ func (r *Reader) scan(from uint64, fn func(Record) error) (scanStats, error) {
 		st.records += res.count
 		st.bytes += res.end
 		if !last {
-			if next := s.first + res.count; segs[i+1].first != next {
+			next := s.first + res.count
+			if segs[i+1].first > next {
+				// A directory listing taken while the writer creates segments
+				// may miss one created during it and show a later one. The
+				// missed segment exists then, complete (a later one does):
+				// read it in its place.
+				if _, err := os.Stat(filepath.Join(r.dir, segmentName(next))); err == nil {
+					segs = slices.Insert(slices.Clone(segs), i+1, segment{first: next, name: segmentName(next)})
+				}
+			}
+			if segs[i+1].first != next {
 				return st, &CorruptError{File: filepath.Join(r.dir, segs[i+1].name), Index: next,
 					Reason: fmt.Sprintf("segment %s holds %d records, so the next segment must be %s: segments are missing or out of place",
 						s.name, res.count, segmentName(next))}

@@ -100,12 +100,17 @@ func TestCrippledMode(t *testing.T) {
 	if end.Volumes != int64(len(s.vols)+2) {
 		t.Fatalf("job %s ended at the crippled master with %d volumes, want %d", job, end.Volumes, len(s.vols)+2)
 	}
+	// The crippled master recorded the volumes checkpointed after the
+	// normal master died: s2 at least (s1 too, unless the normal master
+	// acknowledged it just before the kill; the merged report below holds
+	// every volume once).
 	recsC := jobRecords(reportOf(t, envC), job)
-	if got := recordVolumes(recsC); !slices.Equal(got, []string{"s1", "s2"}) {
-		t.Fatalf("the crippled master recorded %v of job %s, want [s1 s2] (vicepa's were acknowledged by the normal master: %v)", got, job, recordVolumes(acked))
+	recorded := recordVolumes(recsC)
+	if !slices.Equal(recorded, []string{"s1", "s2"}) && !slices.Equal(recorded, []string{"s2"}) {
+		t.Fatalf("the crippled master recorded %v of job %s, want s2 and maybe s1 (vicepa's were acknowledged by the normal master: %v)", recorded, job, recordVolumes(acked))
 	}
 	crippledLabel := "athena-c" + st.JobPrefix + "-"
-	if s2 := recsC[1]; len(s2.Tapes) != 2 || !strings.HasPrefix(s2.Tapes[1], crippledLabel) {
+	if s2 := recsC[len(recsC)-1]; len(s2.Tapes) != 2 || !strings.HasPrefix(s2.Tapes[1], crippledLabel) {
 		t.Fatalf("s2 should continue on a tape the crippled master labeled (%s…): %+v", crippledLabel, s2)
 	}
 
@@ -401,7 +406,9 @@ func TestMasterReplacedAtSameAddress(t *testing.T) {
 	if end.Volumes != int64(len(s.vols)+2) || !strings.Contains(s.slaveLog(), "registering again") || strings.Contains(s.slaveLog(), "the master refused a report") {
 		t.Fatalf("job %s at the crippled master at the same address: %+v\n%s", job, end, s.slaveLog())
 	}
-	if got := recordVolumes(jobRecords(reportOf(t, realm.OperatorEnv(spare)), job)); !slices.Equal(got, []string{"s1", "s2"}) {
-		t.Fatalf("the crippled master recorded %v of job %s, want [s1 s2]", got, job)
+	// s2 at least; s1 too unless the normal master acknowledged it just
+	// before it died.
+	if got := recordVolumes(jobRecords(reportOf(t, realm.OperatorEnv(spare)), job)); !slices.Equal(got, []string{"s1", "s2"}) && !slices.Equal(got, []string{"s2"}) {
+		t.Fatalf("the crippled master recorded %v of job %s, want s2 and maybe s1", got, job)
 	}
 }

@@ -172,7 +172,7 @@ func Merge(opts MergeOptions) (MergeReport, error) {
 	for rec := range recs {
 		rep.Records++
 		rep.Events += uint64(len(rec.evs))
-		out, verbatim := statemachine.MergeRecordVerbatim(st, origin, rec.index, rec.evs, names, lookup)
+		out, verbatim := statemachine.MergeRecord(st, origin, rec.index, rec.evs, names, lookup)
 		imported := out[:len(out)-1]
 		rep.Skipped += uint64(len(rec.evs) - len(imported))
 		if len(imported) == 0 && rec.index != rep.LastIndex {

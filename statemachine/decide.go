@@ -524,7 +524,8 @@ func adoptReported(s *State, c Report, at int64) ([]Event, error) {
 	for _, label := range d.Tapes {
 		if _, known := s.Tapes[label]; known {
 			// Only a tape this master never saw can come with a job it never saw.
-			return nil, refuse(FailedPrecondition, "dump of %s on tape %s refused: %s", d.Volume, label, func() string { _, why := s.ValidateTape(c.ID, label); return why }())
+			_, why := s.ValidateTape(c.ID, label)
+			return nil, refuse(FailedPrecondition, "dump of %s on tape %s refused: %s", d.Volume, label, why)
 		}
 		sj.Tapes = append(sj.Tapes, HeldTape{Label: label})
 	}

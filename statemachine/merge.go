@@ -50,21 +50,10 @@ func (s *State) MergedUpTo(origin string) uint64 { return s.Merged[origin] }
 // journal origin, whose events are evs; names gives the external name of
 // crippled tape labels (a label without one keeps the name the slave gave).
 // The result ends with the Merged marker; it is nil when the record was
-// merged already.
-func MergeRecord(s *State, origin string, index uint64, evs []Event, names map[string]string, look MergeLookup) []Event {
-	out, _ := mergeRecord(s, origin, index, evs, names, look)
-	return out
-}
-
-// MergeRecordVerbatim is MergeRecord, also reporting whether the events
-// before the marker are evs themselves, unchanged: the record's payload can
-// then be reused with the marker appended (AppendMerged) instead of
-// encoding the events again.
-func MergeRecordVerbatim(s *State, origin string, index uint64, evs []Event, names map[string]string, look MergeLookup) ([]Event, bool) {
-	return mergeRecord(s, origin, index, evs, names, look)
-}
-
-func mergeRecord(s *State, origin string, index uint64, evs []Event, names map[string]string, look MergeLookup) ([]Event, bool) {
+// merged already. verbatim reports whether the events before the marker
+// are evs themselves, unchanged: the record's payload can then be reused
+// with the marker appended (AppendMerged) instead of encoding them again.
+func MergeRecord(s *State, origin string, index uint64, evs []Event, names map[string]string, look MergeLookup) ([]Event, bool) {
 	if index <= s.Merged[origin] {
 		return nil, false
 	}

@@ -30,7 +30,7 @@ func journalOf(t *testing.T, s *State, now time.Time, cmds ...Command) [][]Event
 func merge(s *State, origin string, recs [][]Event, names map[string]string, look MergeLookup) [][]Event {
 	var wrote [][]Event
 	for i, evs := range recs {
-		out := MergeRecord(s, origin, uint64(i+2), evs, names, look)
+		out, _ := MergeRecord(s, origin, uint64(i+2), evs, names, look)
 		if out == nil {
 			continue
 		}
